@@ -1,0 +1,1 @@
+"""Online Retail warehouse: the UCI Online Retail files -> cleaned Parquet -> quality gates -> star schema."""

@@ -1,0 +1,175 @@
+"""Online Retail assets: raw registration, cleaning with quarantine, and the ``gold`` star schema."""
+
+
+import json
+
+import dagster as dg
+
+from ecommerce_assets.metadata import table_metadata, warehouse_table_metadata
+from ecommerce_assets.resources.lake import Lake
+from ecommerce_assets.resources.warehouse import Warehouse
+from ecommerce_assets.transforms import retail
+from ecommerce_assets.transforms.files import BadFileError, open_csv
+
+GROUP = "online_retail"
+LANDING = "landing/online_retail/"
+RAW = "raw/online_retail/"
+CLEANED = "processed/online_retail/cleaned/"
+CLEANED_MANIFEST = "processed/online_retail/cleaned_manifest.json"
+GOLD = "processed/online_retail/gold/"
+QUARANTINE_ROWS = "quarantine/online_retail/rows/quarantined_rows.parquet"
+QUARANTINE_FILES = "quarantine/online_retail/files/"
+SUFFIXES = (".csv", ".txt", ".csv.gz")
+
+RAW_KEY = dg.AssetKey(["online_retail", "raw"])
+CLEANED_KEY = dg.AssetKey(["online_retail", "cleaned"])
+
+
+def cleaned_glob(lake: Lake) -> str:
+    return lake.uri(CLEANED + "*/*.parquet")
+
+
+@dg.asset(
+    key=RAW_KEY,
+    group_name=GROUP,
+    kinds={"file", "csv"},
+    description=(
+        "Every file landed in `landing/online_retail/`, registered unchanged in `raw/online_retail/`. "
+        "A file landed again with other content replaces the raw copy; the old copy is kept under `_superseded/`."
+    ),
+)
+def online_retail_raw(context: dg.AssetExecutionContext, lake: Lake) -> dg.MaterializeResult:
+    registered, unchanged, superseded = [], 0, 0
+    for obj in lake.list_objects(LANDING):
+        if not obj.key.lower().endswith(SUFFIXES):
+            continue
+        raw_key = RAW + obj.key[len(LANDING):]
+        if lake.exists(raw_key):
+            if lake.read_bytes(raw_key) == lake.read_bytes(obj.key):
+                unchanged += 1
+                continue
+            lake.copy(raw_key, f"{RAW}_superseded/{obj.key[len(LANDING):]}.{lake.stat(raw_key).version}")
+            superseded += 1
+        lake.copy(obj.key, raw_key)
+        registered.append(raw_key)
+        context.log.info(f"registered {obj.key} -> {raw_key} ({obj.size:,} bytes)")
+    files = [o for o in lake.list_objects(RAW) if "/_superseded/" not in o.key]
+    return dg.MaterializeResult(
+        metadata={
+            "newly_registered": dg.MetadataValue.json(registered),
+            "unchanged": unchanged,
+            "superseded": superseded,
+            "raw_files": len(files),
+            "raw_bytes": sum(o.size for o in files),
+            "dagster/uri": dg.MetadataValue.path(lake.uri(RAW)),
+        }
+    )
+
+
+@dg.asset(
+    key=CLEANED_KEY,
+    deps=[RAW_KEY],
+    group_name=GROUP,
+    kinds={"duckdb", "parquet"},
+    description=(
+        "The raw files cleaned by the users' rules (see `ecommerce_assets.transforms.retail`), as Parquet in "
+        "`processed/online_retail/cleaned/`, Hive-partitioned by `invoice_date`. Every removed row is in "
+        "`quarantine/online_retail/rows/` with its rule, file and row; a file that cannot be read (not CSV, "
+        "missing column, unknown encoding) is copied whole to `quarantine/online_retail/files/` with its reason "
+        "and the other files go on. Rows in = rows out + rows removed per rule."
+    ),
+)
+def online_retail_cleaned(context: dg.AssetExecutionContext, lake: Lake) -> dg.MaterializeResult:
+    raw_files = [o for o in lake.list_objects(RAW) if "/_superseded/" not in o.key]
+    good, labels, bad = [], [], []
+    for obj in raw_files:
+        try:
+            good.append(open_csv(lake.open_local(obj.key), retail.SOURCE_COLUMNS))
+            labels.append(obj.key)
+        except BadFileError as err:
+            bad.append({"file": obj.key, "rule": err.rule, "problem": err.problem})
+            context.log.error(f"quarantined {obj.key}: {err.problem}")
+    lake.delete_prefix(QUARANTINE_FILES)
+    for item in bad:
+        name = item["file"][len(RAW):]
+        lake.copy(item["file"], QUARANTINE_FILES + name)
+        lake.write_bytes(QUARANTINE_FILES + name + ".reason.json", json.dumps(item, indent=2).encode())
+    if not good:
+        raise dg.Failure(
+            description=f"no readable Online Retail file in {lake.uri(RAW)}",
+            metadata={"quarantined_files": dg.MetadataValue.json(bad)},
+        )
+
+    con = lake.engine()
+    retail.load_source(con, good, labels)
+    lake.delete_prefix(CLEANED)
+    result = retail.clean(con, lake.output_uri(CLEANED), lake.output_uri(QUARANTINE_ROWS))
+    manifest = {
+        "rows_in": result.rows_in,
+        "rows_out": result.rows_out,
+        "removed": result.removed,
+        "files": labels,
+        "quarantined_files": bad,
+    }
+    lake.write_bytes(CLEANED_MANIFEST, json.dumps(manifest, indent=2).encode())
+    retail.register_cleaned(con, cleaned_glob(lake))
+    preview = con.execute("SELECT * FROM cleaned ORDER BY invoicedate, invoiceno LIMIT 10").fetch_arrow_table()
+    if not result.reconciles:
+        raise dg.Failure(description=f"counts do not reconcile: {manifest}")
+    return dg.MaterializeResult(
+        metadata=table_metadata(
+            result.rows_out,
+            preview,
+            uri=lake.uri(CLEANED),
+            extra={
+                "rows_in": result.rows_in,
+                "rows_out": result.rows_out,
+                "rows_removed": sum(result.removed.values()),
+                "removed_by_rule": dg.MetadataValue.json(result.removed),
+                "files_read": len(good),
+                "files_quarantined": dg.MetadataValue.json(bad),
+                "quarantine_uri": dg.MetadataValue.path(lake.uri(QUARANTINE_ROWS)),
+            },
+        )
+    )
+
+
+def _star_asset(table: str, description: str) -> dg.AssetsDefinition:
+    @dg.asset(
+        key=dg.AssetKey(["gold", table]),
+        deps=[CLEANED_KEY],
+        group_name=GROUP,
+        kinds={"duckdb", "parquet", "table"},
+        description=description,
+    )
+    def _asset(context: dg.AssetExecutionContext, lake: Lake, warehouse: Warehouse) -> dg.MaterializeResult:
+        con = lake.engine()
+        out = lake.output_uri(f"{GOLD}{table}.parquet")
+        n = retail.build_star_table(con, table, cleaned_glob(lake), out)
+        loaded = warehouse.replace_table(f"gold.{table}", [out])
+        if loaded != n:
+            raise dg.Failure(description=f"gold.{table}: wrote {n} rows to {out} but the warehouse holds {loaded}")
+        context.log.info(f"gold.{table}: {loaded:,} rows")
+        return dg.MaterializeResult(
+            metadata=warehouse_table_metadata(warehouse, f"gold.{table}", extra={"parquet_uri": dg.MetadataValue.path(out)})
+        )
+
+    return _asset
+
+
+gold_customers = _star_asset(
+    "customers",
+    "One row per customer (`UNKNOWN` included, for lines without a customer). A customer seen in several "
+    "countries gets the country of most of their lines; a tie goes to the country of their latest line.",
+)
+gold_products = _star_asset(
+    "products",
+    "One row per stock code; the description is the most frequent non-blank one (a tie goes to the latest "
+    "seen). Prices live on the fact table.",
+)
+gold_sales_transactions = _star_asset(
+    "sales_transactions",
+    "The fact table: one row per cleaned invoice line (invoiceno, customerid, stockcode, quantity, unitprice, "
+    "invoicedate, total_sales).",
+)
+

@@ -1,0 +1,383 @@
+"""Cleaning seller catalog pages: one page in, typed rows + quarantine out (no Dagster, Lambda-ready).
+
+``clean_page(body, seller_id, snapshot_date, page=, source=)`` validates the envelope and turns each
+product into the columns our users keep:
+
+``asin, product_title, product_price, product_original_price, currency, product_star_rating,
+product_num_ratings, product_url, product_photo, product_num_offers, is_best_seller, is_prime,
+sales_volume, delivery, has_variations`` + ``seller_id``, ``snapshot_date`` + ``product_gtin`` (our one
+addition: the product's UPC/EAN/GTIN as a validated GTIN-14 when the answer carries one, for matching).
+
+Rules (stated, and tested):
+
+* Page: not JSON -> ``malformed_json``; not ``{"status": "OK", "data": {...}}`` -> ``bad_envelope``;
+  ``data.products`` missing or not a list -> ``missing_products``. A bad page is quarantined whole.
+* Product: not an object -> ``not_an_object``; no ASIN -> ``missing_asin``; an ASIN that is not 10
+  letters/digits -> ``invalid_asin``. These rows are quarantined; the page's other rows go on.
+* Prices: ``"$1,299.99"`` -> 1299.99 (currency symbol/code and thousands separators dropped). A range
+  ``"$10.99 - $15.99"`` -> its LOWER bound (the price a buyer sees first; conservative for margins).
+  Missing/null/blank -> NULL, never 0. Anything else -> NULL and a ``unparseable_price`` issue
+  (the row is kept; the issue names file, row and field).
+* Rating: ``"4.5"`` -> DECIMAL(2,1) in [0, 5]; otherwise NULL (+ ``unparseable_rating`` when present).
+* Counts: integers (``"1,234"`` accepted); booleans: JSON booleans or ``"true"/"false"``.
+* Dedupe (per seller snapshot, in ``build_snapshot``): one row per ASIN; the kept row is the first
+  occurrence by page and position among those with a price, else the first occurrence.
+
+Counts reconcile: products in = rows out + quarantined rows + ``duplicate_asin`` removals.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import io
+import json
+import re
+from dataclasses import asdict, dataclass, field
+from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.csv as pacsv
+import pyarrow.parquet as pq
+
+KEPT_COLUMNS = [
+    "asin", "product_title", "product_price", "product_original_price", "currency", "product_star_rating",
+    "product_num_ratings", "product_url", "product_photo", "product_num_offers", "is_best_seller", "is_prime",
+    "sales_volume", "delivery", "has_variations",
+]
+OUTPUT_COLUMNS = [*KEPT_COLUMNS, "seller_id", "snapshot_date", "product_gtin"]
+SCHEMA = pa.schema(
+    [
+        ("asin", pa.string()),
+        ("product_title", pa.string()),
+        ("product_price", pa.decimal128(12, 2)),
+        ("product_original_price", pa.decimal128(12, 2)),
+        ("currency", pa.string()),
+        ("product_star_rating", pa.decimal128(2, 1)),
+        ("product_num_ratings", pa.int64()),
+        ("product_url", pa.string()),
+        ("product_photo", pa.string()),
+        ("product_num_offers", pa.int32()),
+        ("is_best_seller", pa.bool_()),
+        ("is_prime", pa.bool_()),
+        ("sales_volume", pa.string()),
+        ("delivery", pa.string()),
+        ("has_variations", pa.bool_()),
+        ("seller_id", pa.string()),
+        ("snapshot_date", pa.date32()),
+        ("product_gtin", pa.string()),
+    ]
+)
+# where each row came from, used to dedupe (not written to the outputs)
+SOURCE_SCHEMA = SCHEMA.append(pa.field("source_page", pa.int32())).append(pa.field("source_position", pa.int32()))
+
+PAGE_RULES = {
+    "malformed_json": "the page is not valid JSON",
+    "bad_envelope": 'the page is not {"status": "OK", "data": {...}}',
+    "missing_products": "data.products is missing or not a list",
+}
+ROW_RULES = {
+    "not_an_object": "a product is not a JSON object",
+    "missing_asin": "a product has no asin",
+    "invalid_asin": "asin is not 10 letters/digits",
+}
+FIELD_RULES = {
+    "unparseable_price": "a price that is not $N, $N,NNN.NN or a range; kept as NULL",
+    "unparseable_rating": "a star rating that is not a number in [0, 5]; kept as NULL",
+    "unparseable_count": "a count that is not a whole number; kept as NULL",
+    "invalid_gtin": "a UPC/EAN/GTIN with a bad length or check digit; kept as NULL",
+}
+REMOVAL_RULES = {"duplicate_asin": "the same ASIN again in one seller snapshot (first priced occurrence kept)"}
+
+_ASIN = re.compile(r"^[A-Z0-9]{10}$")
+_AMOUNT = re.compile(r"^(?:[A-Z]{3}\s*)?[$€£]?\s*(\d{1,3}(?:,\d{3})+|\d+)(\.\d{1,2})?$")
+_RANGE = re.compile(r"\s+[-–]\s+|\s*[–]\s*")
+_CENT = Decimal("0.01")
+
+
+@dataclass(frozen=True)
+class Issue:
+    """A machine-readable reason: which file, row (1-based product position) and field broke which rule."""
+
+    file: str
+    row: int | None
+    field: str | None
+    rule: str
+    problem: str
+    value: str | None = None
+
+
+@dataclass
+class PageResult:
+    """The outcome of cleaning one page."""
+
+    source: str
+    seller_id: str
+    snapshot_date: dt.date
+    page: int | None
+    total_products: int | None = None
+    products_in: int = 0
+    rows: list[dict[str, Any]] = field(default_factory=list)
+    quarantined: list[Issue] = field(default_factory=list)  # rows removed
+    field_issues: list[Issue] = field(default_factory=list)  # rows kept, one field nulled
+    page_error: Issue | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.page_error is None
+
+    def table(self) -> pa.Table:
+        """The kept rows as Arrow (``SOURCE_SCHEMA``: the output columns + source page/position)."""
+        return pa.Table.from_pylist(self.rows, schema=SOURCE_SCHEMA)
+
+    def issues(self) -> list[dict[str, Any]]:
+        """Every issue of the page as plain dicts (the quarantine reason file)."""
+        found = ([self.page_error] if self.page_error else []) + self.quarantined + self.field_issues
+        return [asdict(i) for i in found]
+
+
+def parse_price(value: Any) -> tuple[Decimal | None, bool]:
+    """(price, ok): ``"$1,299.99"`` -> 1299.99; a range -> its lower bound; null/blank -> (None, True)."""
+    if value is None:
+        return None, True
+    if isinstance(value, bool):
+        return None, False
+    if isinstance(value, int | float):
+        return (Decimal(str(value)).quantize(_CENT, ROUND_HALF_UP), True) if value >= 0 else (None, False)
+    if not isinstance(value, str):
+        return None, False
+    text = value.strip()
+    if not text:
+        return None, True
+    parts = _RANGE.split(text)
+    if len(parts) > 2:
+        return None, False
+    amounts = []
+    for part in parts:
+        m = _AMOUNT.match(part.strip().upper())
+        if not m:
+            return None, False
+        amounts.append(Decimal(m.group(1).replace(",", "") + (m.group(2) or "")))
+    return min(amounts).quantize(_CENT, ROUND_HALF_UP), True
+
+
+def parse_rating(value: Any) -> tuple[Decimal | None, bool]:
+    """(rating, ok) as DECIMAL(2,1) in [0, 5]; null/blank -> (None, True)."""
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return None, True
+    if isinstance(value, bool):
+        return None, False
+    try:
+        rating = Decimal(str(value).strip()).quantize(Decimal("0.1"), ROUND_HALF_UP)
+    except InvalidOperation:
+        return None, False
+    return (rating, True) if Decimal(0) <= rating <= Decimal(5) else (None, False)
+
+
+def parse_count(value: Any) -> tuple[int | None, bool]:
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return None, True
+    if isinstance(value, bool):
+        return None, False
+    if isinstance(value, int):
+        return value, True
+    if isinstance(value, float) and value.is_integer():
+        return int(value), True
+    if isinstance(value, str) and re.fullmatch(r"\d{1,3}(,\d{3})+|\d+", value.strip()):
+        return int(value.strip().replace(",", "")), True
+    return None, False
+
+
+def parse_bool(value: Any) -> bool | None:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.strip().lower() in ("true", "false"):
+        return value.strip().lower() == "true"
+    return None
+
+
+def gtin14(code: Any) -> str | None:
+    """A UPC-A (12), EAN-13, EAN-8 or GTIN-14 code as a GTIN-14 string, or None if the check digit fails.
+
+    The same rule as the SQL macro ``gtin14`` in ``transforms.matching`` (the tests hold them together).
+    """
+    if code is None:
+        return None
+    digits = re.sub(r"[^0-9]", "", str(code))
+    if len(digits) not in (8, 12, 13, 14) or set(digits) == {"0"}:
+        return None
+    padded = digits.zfill(14)
+    total = sum(int(d) * (3 if i % 2 == 0 else 1) for i, d in enumerate(padded[:13]))
+    return padded if (10 - total % 10) % 10 == int(padded[13]) else None
+
+
+def _text(value: Any) -> str | None:
+    if value is None:
+        return None
+    text = str(value).strip()
+    return text or None
+
+
+def clean_page(
+    body: bytes, seller_id: str, snapshot_date: dt.date | str, *, page: int | None = None, source: str = "(page)"
+) -> PageResult:
+    """Validate one page's envelope and clean its products (see the module docstring for the rules)."""
+    date = dt.date.fromisoformat(snapshot_date) if isinstance(snapshot_date, str) else snapshot_date
+    result = PageResult(source=source, seller_id=seller_id, snapshot_date=date, page=page)
+    try:
+        doc = json.loads(body)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        result.page_error = Issue(source, None, None, "malformed_json", f"not valid JSON: {exc}")
+        return result
+    data = doc.get("data") if isinstance(doc, dict) else None
+    if not isinstance(doc, dict) or str(doc.get("status", "")).upper() != "OK" or not isinstance(data, dict):
+        status = doc.get("status") if isinstance(doc, dict) else type(doc).__name__
+        result.page_error = Issue(source, None, "status", "bad_envelope", f"envelope status={status!r} or no data object")
+        return result
+    products = data.get("products")
+    total, _ = parse_count(data.get("total_products"))
+    result.total_products = total
+    if not isinstance(products, list):
+        result.page_error = Issue(source, None, "data.products", "missing_products", "data.products is missing or not a list")
+        return result
+    result.products_in = len(products)
+    for position, product in enumerate(products, start=1):
+        if not isinstance(product, dict):
+            result.quarantined.append(Issue(source, position, None, "not_an_object", f"a {type(product).__name__}"))
+            continue
+        asin = _text(product.get("asin"))
+        if asin is None:
+            result.quarantined.append(Issue(source, position, "asin", "missing_asin", "no asin"))
+            continue
+        asin = asin.upper()
+        if not _ASIN.match(asin):
+            result.quarantined.append(Issue(source, position, "asin", "invalid_asin", "not 10 letters/digits", asin[:40]))
+            continue
+        row: dict[str, Any] = {"asin": asin}
+
+        def issue(field_name: str, rule: str, value: Any, position: int = position) -> None:
+            result.field_issues.append(Issue(source, position, field_name, rule, FIELD_RULES[rule], str(value)[:80]))
+
+        for name in ("product_price", "product_original_price"):
+            row[name], ok = parse_price(product.get(name))
+            if not ok:
+                issue(name, "unparseable_price", product.get(name))
+        row["product_star_rating"], ok = parse_rating(product.get("product_star_rating"))
+        if not ok:
+            issue("product_star_rating", "unparseable_rating", product.get("product_star_rating"))
+        for name in ("product_num_ratings", "product_num_offers"):
+            row[name], ok = parse_count(product.get(name))
+            if not ok:
+                issue(name, "unparseable_count", product.get(name))
+        for name in ("product_title", "currency", "product_url", "product_photo", "sales_volume", "delivery"):
+            row[name] = _text(product.get(name))
+        for name in ("is_best_seller", "is_prime", "has_variations"):
+            row[name] = parse_bool(product.get(name))
+        code = next((product[k] for k in ("gtin", "upc", "ean") if _text(product.get(k))), None)
+        row["product_gtin"] = gtin14(code)
+        if code is not None and row["product_gtin"] is None:
+            issue("product_gtin", "invalid_gtin", code)
+        row.update(seller_id=seller_id, snapshot_date=date, source_page=page, source_position=position)
+        result.rows.append(row)
+    return result
+
+
+def empty_table() -> pa.Table:
+    return SOURCE_SCHEMA.empty_table()
+
+
+def to_csv_bytes(table: pa.Table) -> bytes:
+    """CSV that Redshift ``COPY ... FORMAT CSV IGNOREHEADER 1`` loads: header row, NULL as an empty field."""
+    table = table.select([c for c in OUTPUT_COLUMNS if c in table.column_names])
+    buf = io.BytesIO()
+    pacsv.write_csv(table, buf, pacsv.WriteOptions(include_header=True, quoting_style="needed"))
+    return buf.getvalue()
+
+
+def to_parquet_bytes(table: pa.Table) -> bytes:
+    table = table.select([c for c in OUTPUT_COLUMNS if c in table.column_names])
+    buf = io.BytesIO()
+    pq.write_table(table, buf, compression="zstd")
+    return buf.getvalue()
+
+
+# --- one seller snapshot (all its pages) ----------------------------------------------------------------
+
+
+@dataclass
+class SnapshotResult:
+    seller_id: str
+    snapshot_date: dt.date
+    pages: int
+    bad_pages: int
+    total_products: int | None  # what the API said
+    products_in: int  # products on readable pages
+    rows_out: int
+    quarantined_rows: int
+    removed: dict[str, int]
+    field_issues: dict[str, int]
+    issues: list[dict[str, Any]]
+    duplicate_asins_after_dedupe: int
+
+    @property
+    def reconciles(self) -> bool:
+        return self.products_in == self.rows_out + self.quarantined_rows + sum(self.removed.values())
+
+
+_DEDUPE_SQL = """
+SELECT {cols} FROM (
+    SELECT *, row_number() OVER (
+        PARTITION BY seller_id, snapshot_date, asin
+        ORDER BY (product_price IS NULL), source_page NULLS LAST, source_position) AS _n
+    FROM snap_src
+) WHERE _n = 1
+ORDER BY source_page NULLS LAST, source_position
+"""
+
+
+def build_snapshot(con: Any, results: list[PageResult], csv_uri: str, parquet_uri: str) -> SnapshotResult:
+    """Dedupe the pages' rows by ASIN with DuckDB and write the snapshot as CSV and Parquet.
+
+    ``con`` is a DuckDB connection (``lake.engine()``); the URIs may be local paths or ``s3://``.
+    """
+    if not results:
+        raise ValueError("build_snapshot needs at least one page")
+    tables = [r.table() for r in results if r.ok]
+    snap_src = pa.concat_tables(tables) if tables else empty_table()  # noqa: F841 - read by DuckDB below
+    con.register("snap_src", snap_src)
+    cols = ", ".join(OUTPUT_COLUMNS)
+    sql = _DEDUPE_SQL.format(cols=cols)
+    con.execute(f"COPY ({sql}) TO ? (FORMAT csv, HEADER true)", [csv_uri])  # noqa: S608 - column names are constants
+    con.execute(f"COPY ({sql}) TO ? (FORMAT parquet, COMPRESSION zstd)", [parquet_uri])  # noqa: S608
+    rows_out = int(con.execute("SELECT count(*) FROM read_parquet(?)", [parquet_uri]).fetchone()[0])
+    dups_left = int(
+        con.execute("SELECT count(*) - count(DISTINCT asin) FROM read_parquet(?)", [parquet_uri]).fetchone()[0]
+    )
+    con.unregister("snap_src")
+    kept = sum(len(r.rows) for r in results)
+    field_counts: dict[str, int] = {}
+    for r in results:
+        for i in r.field_issues:
+            field_counts[i.rule] = field_counts.get(i.rule, 0) + 1
+    totals = [r.total_products for r in results if r.total_products is not None]
+    return SnapshotResult(
+        seller_id=results[0].seller_id,
+        snapshot_date=results[0].snapshot_date,
+        pages=len(results),
+        bad_pages=sum(1 for r in results if not r.ok),
+        total_products=max(totals) if totals else None,
+        products_in=sum(r.products_in for r in results),
+        rows_out=rows_out,
+        quarantined_rows=sum(len(r.quarantined) for r in results),
+        removed={"duplicate_asin": kept - rows_out},
+        field_issues=field_counts,
+        issues=[i for r in results for i in r.issues()],
+        duplicate_asins_after_dedupe=dups_left,
+    )
+
+
+def expected_pages(total_products: int | None, page_size: int = 48) -> int | None:
+    """Pages that should hold products for ``total_products`` (ceil division), or None if unknown."""
+    if total_products is None:
+        return None
+    return -(-total_products // page_size)

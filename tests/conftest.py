@@ -1,0 +1,104 @@
+"""Shared fixtures: a temporary data dir (lake + DuckDB), local resources, and a real PostgreSQL server."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+FULL_RETAIL = SHARED_DATA / "online_retail" / "online_retail.csv.gz"
+RETAIL_SAMPLE_5000 = SHARED_DATA / "online_retail" / "online_retail_sample_5000.csv"
+SEED_SAMPLES = SHARED_DATA / "seed_samples"
+
+
+@pytest.fixture
+def data_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A fresh ``ECOMMERCE_DATA_DIR`` in local mode for one test."""
+    d = tmp_path / "data"
+    d.mkdir()
+    monkeypatch.setenv("ECOMMERCE_ENV", "local")
+    monkeypatch.setenv("ECOMMERCE_DATA_DIR", str(d))
+    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "dagster_home"))
+    (tmp_path / "dagster_home").mkdir()
+    return d
+
+
+@pytest.fixture
+def local_resources(data_dir: Path) -> dict:
+    from ecommerce_assets.resources import build_resources
+
+    return build_resources()
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _start_postgres(root: Path) -> tuple[str, subprocess.Popen | None]:
+    """initdb + pg_ctl a throwaway server (as the ``postgres`` user when we are root)."""
+    bindir = None
+    for candidate in sorted(Path("/usr/lib/postgresql").glob("*/bin"), reverse=True):
+        bindir = candidate
+        break
+    if bindir is None and shutil.which("initdb"):
+        bindir = Path(shutil.which("initdb")).parent  # type: ignore[arg-type]
+    if bindir is None:
+        raise RuntimeError("PostgreSQL is not installed: run `bash .ci/run` or `apt-get install postgresql`")
+    port = free_port()
+    pgdata = root / "pgdata"
+    as_user: list[str] = []
+    if os.geteuid() == 0:
+        shutil.chown(root, "postgres")
+        as_user = ["runuser", "-u", "postgres", "--"]
+    subprocess.run([*as_user, str(bindir / "initdb"), "-D", str(pgdata), "-A", "trust", "-U", "postgres"],
+                   check=True, capture_output=True)
+    subprocess.run([*as_user, str(bindir / "pg_ctl"), "-D", str(pgdata), "-o",
+                    f"-p {port} -k {root} -c listen_addresses=127.0.0.1", "-l", str(root / "pg.log"), "-w", "start"],
+                   check=True, capture_output=True)
+    return f"postgresql://postgres@127.0.0.1:{port}/postgres", None
+
+
+@pytest.fixture(scope="session")
+def postgres_dsn(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A real PostgreSQL server: ``ECOMMERCE_TEST_POSTGRES_DSN`` (set by .ci/run) or one started here."""
+    dsn = os.environ.get("ECOMMERCE_TEST_POSTGRES_DSN")
+    if dsn:
+        yield dsn
+        return
+    root = Path("/tmp") / f"ecommerce-pg-{os.getpid()}-{int(time.time())}"
+    root.mkdir(parents=True)
+    dsn, _ = _start_postgres(root)
+    try:
+        yield dsn
+    finally:
+        as_user = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
+        bindir = sorted(Path("/usr/lib/postgresql").glob("*/bin"), reverse=True)
+        if bindir:
+            subprocess.run([*as_user, str(bindir[0] / "pg_ctl"), "-D", str(root / "pgdata"), "-m", "fast", "stop"],
+                           capture_output=True)
+        shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture
+def postgres_db(postgres_dsn: str) -> Iterator[str]:
+    """A fresh database on the test server for one test; yields its DSN."""
+    import uuid
+
+    import psycopg
+
+    name = f"t_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(postgres_dsn, autocommit=True) as con:
+        con.execute(f'CREATE DATABASE "{name}"')
+    base = postgres_dsn.rsplit("/", 1)[0]
+    yield f"{base}/{name}"
+    with psycopg.connect(postgres_dsn, autocommit=True) as con:
+        con.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
