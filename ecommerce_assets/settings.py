@@ -60,6 +60,10 @@ class Settings:
     # DuckDB engine bounds for the heavy transforms
     duckdb_memory_limit: str = "2GB"
     duckdb_threads: int = 2
+    # arrival sensors and the transactions generator (issue: event-driven transactions)
+    sensor_interval_seconds: int = 30
+    generator_interval_minutes: int = 5
+    generator_running: bool = False
 
     @property
     def lake_dir(self) -> Path:
@@ -127,4 +131,7 @@ def get_settings() -> Settings:
         ingest_api_url=(_env("ECOMMERCE_INGEST_API_URL", Settings.ingest_api_url) or "").rstrip("/"),
         duckdb_memory_limit=_env("ECOMMERCE_DUCKDB_MEMORY_LIMIT", "2GB") or "2GB",
         duckdb_threads=int(_env("ECOMMERCE_DUCKDB_THREADS", "2") or "2"),
+        sensor_interval_seconds=int(_env("ECOMMERCE_SENSOR_INTERVAL_SECONDS", "30") or "30"),
+        generator_interval_minutes=int(_env("ECOMMERCE_GENERATOR_INTERVAL_MINUTES", "5") or "5"),
+        generator_running=(_env("ECOMMERCE_GENERATOR_RUNNING", "0") or "0").lower() in ("1", "true", "yes", "on"),
     )

@@ -163,7 +163,7 @@ class DuckDBWarehouse(Warehouse):
 
     def query(self, sql: str, params: Sequence[Any] | None = None) -> pa.Table:
         with self.connect() as con:
-            return con.execute(sql, list(params or [])).fetch_arrow_table()
+            return con.execute(sql, list(params or [])).to_arrow_table()
 
     def execute(self, sql: str, params: Sequence[Any] | None = None) -> None:
         with self.connect() as con:

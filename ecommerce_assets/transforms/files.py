@@ -68,9 +68,14 @@ def open_csv(path: Path, required: list[str]) -> TextFile:
     std = [standardize_column(h) for h in header]
     missing = [c for c in required if c not in std]
     if missing:
-        looks_like = "not a CSV file" if len(header) < 2 else "missing column(s)"
+        found = ", ".join(std[:12]) or "(none)"
+        if len(missing) == len(required):
+            raise BadFileError(
+                str(path), f"not a CSV file with the expected header ({', '.join(required)}); first line: {found}",
+                "not_csv",
+            )
         raise BadFileError(
-            str(path), f"{looks_like}: expected columns {', '.join(required)}; missing {', '.join(missing)}; "
-            f"found {', '.join(std[:12]) or '(none)'}", "missing_column" if len(header) >= 2 else "not_csv"
+            str(path), f"missing column(s) {', '.join(missing)}; expected {', '.join(required)}; found {found}",
+            "missing_column",
         )
     return TextFile(path=path, encoding=encoding, header=header)

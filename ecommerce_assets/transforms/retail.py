@@ -53,11 +53,6 @@ class CleanResult:
         return self.rows_in == self.rows_out + sum(self.removed.values())
 
 
-def _qi(name: str) -> str:
-    """Quote a column name found in a landed file's header (identifiers cannot be bound)."""
-    return '"' + name.replace('"', '""') + '"'
-
-
 def load_source(con: duckdb.DuckDBPyConnection, files: Sequence[TextFile], file_labels: Sequence[str]) -> int:
     """Read the files (all text) into the temp table ``retail_src`` with ``_file`` and ``_row``; return rows."""
     con.execute(
@@ -65,14 +60,15 @@ def load_source(con: duckdb.DuckDBPyConnection, files: Sequence[TextFile], file_
         + ", _file VARCHAR, _row BIGINT)"
     )
     con.execute("SET preserve_insertion_order = true")
+    select = ", ".join(SOURCE_COLUMNS)
     for tf, label in zip(files, file_labels, strict=True):
-        by_std = {standardize_column(h): h for h in tf.header}
-        select = ", ".join(f"{_qi(by_std[c])}" for c in SOURCE_COLUMNS)
+        names = [standardize_column(h) or f"column{i}" for i, h in enumerate(tf.header)]
+        names = [n if names.index(n) == i else f"{n}_{i}" for i, n in enumerate(names)]  # de-duplicate
         con.execute(
             f"INSERT INTO retail_src SELECT {select}, ?, row_number() OVER () "  # noqa: S608
-            "FROM read_csv(?, header = true, all_varchar = true, encoding = ?, quote = '\"', escape = '\"', "
-            "strict_mode = false, null_padding = true)",
-            [label, str(tf.path), tf.encoding],
+            "FROM read_csv(?, header = true, names = ?, all_varchar = true, encoding = ?, quote = '\"', "
+            "escape = '\"', strict_mode = false, null_padding = true)",
+            [label, str(tf.path), names, tf.encoding],
         )
     con.execute("SET preserve_insertion_order = false")
     return int(con.execute("SELECT count(*) FROM retail_src").fetchone()[0])

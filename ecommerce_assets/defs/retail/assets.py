@@ -113,7 +113,7 @@ def online_retail_cleaned(context: dg.AssetExecutionContext, lake: Lake) -> dg.M
     }
     lake.write_bytes(CLEANED_MANIFEST, json.dumps(manifest, indent=2).encode())
     retail.register_cleaned(con, cleaned_glob(lake))
-    preview = con.execute("SELECT * FROM cleaned ORDER BY invoicedate, invoiceno LIMIT 10").fetch_arrow_table()
+    preview = con.execute("SELECT * FROM cleaned ORDER BY invoicedate, invoiceno LIMIT 10").to_arrow_table()
     if not result.reconciles:
         raise dg.Failure(description=f"counts do not reconcile: {manifest}")
     return dg.MaterializeResult(

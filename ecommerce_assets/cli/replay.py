@@ -1,0 +1,236 @@
+"""Replay an Online Retail CSV into the ingestion API, one POST per line (or --batch lines per POST).
+
+Reads the CSV (UTF-8 or ISO-8859-1, header checked), sends its rows to ``<url>/orders`` at ``--rate``
+lines per second with ``--concurrency`` requests in flight, shows a progress bar, and ends with a summary
+of accepted, rejected (the API answered 400/422: the line is bad) and failed lines (the API could not be
+reached or answered 5xx after retries), with the rejection reasons by field and rule. When a batched
+request is rejected because of some of its lines, the other lines are sent again without them (the API
+accepts a request whole or not at all). Exit code 0 when nothing failed, 1 otherwise.
+
+Example: ``ecommerce-assets replay online_retail.csv --url http://127.0.0.1:8000 --rate 200 --concurrency 8``
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import csv
+import json
+import threading
+import time
+from collections.abc import Iterator
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import requests
+
+from ecommerce_assets.transforms.files import open_csv
+from ecommerce_assets.transforms.stream import _ALIASES, FIELDS, MAX_LINES_PER_REQUEST
+
+NAME = "replay"
+HELP = "replay an Online Retail CSV into the ingestion API (rate, concurrency, progress, summary)"
+
+
+@dataclass
+class ReplaySummary:
+    """What a replay did; ``accepted + rejected + failed == lines``."""
+
+    lines: int = 0
+    accepted: int = 0
+    rejected: int = 0
+    failed: int = 0
+    requests: int = 0
+    seconds: float = 0.0
+    reasons: collections.Counter[str] = field(default_factory=collections.Counter)
+    records: list[dict[str, Any]] = field(default_factory=list)  # accepted: line number, shard, sequence
+
+    @property
+    def lines_per_second(self) -> float:
+        return self.accepted / self.seconds if self.seconds else 0.0
+
+    def text(self) -> str:
+        out = [f"lines: {self.lines}  accepted: {self.accepted}  rejected: {self.rejected}  failed: {self.failed}  "
+               f"requests: {self.requests}  {self.seconds:.1f} s  ({self.lines_per_second:.0f} accepted lines/s)"]
+        for reason, n in self.reasons.most_common(10):
+            out.append(f"  rejected {n:>6}  {reason}")
+        return "\n".join(out)
+
+
+class RateLimiter:
+    """At most ``rate`` lines per second across threads (0 = unlimited)."""
+
+    def __init__(self, rate: float):
+        self.rate = rate
+        self._next = time.monotonic()
+        self._lock = threading.Lock()
+
+    def take(self, n: int) -> None:
+        if self.rate <= 0:
+            return
+        with self._lock:
+            now = time.monotonic()
+            start = max(self._next, now)
+            self._next = start + n / self.rate
+        if start > now:
+            time.sleep(start - now)
+
+
+def read_lines(path: Path, limit: int | None = None) -> Iterator[tuple[int, dict[str, str]]]:
+    """(row number, order line with the API's field names) for each CSV row (row 1 = first data row)."""
+    text = open_csv(path, required=[f.lower() for f in FIELDS])
+    with path.open("r", encoding=text.encoding, newline="") as fh:
+        reader = csv.reader(fh)
+        header = [_ALIASES.get(h.strip().lstrip("\ufeff").lower().replace(" ", ""), h) for h in next(reader)]
+        for n, row in enumerate(reader, start=1):
+            if limit is not None and n > limit:
+                return
+            yield n, {h: v for h, v in zip(header, row, strict=False) if h in FIELDS}
+
+
+class _Sender:
+    def __init__(self, url: str, timeout: float, retries: int):
+        self.url = url.rstrip("/") + "/orders"
+        self.timeout = timeout
+        self.retries = retries
+        self._local = threading.local()
+
+    def _session(self) -> requests.Session:
+        session = getattr(self._local, "session", None)
+        if session is None:
+            session = self._local.session = requests.Session()
+        return session
+
+    def post(self, lines: list[dict[str, str]]) -> tuple[int, dict[str, Any]]:
+        body = json.dumps(lines[0] if len(lines) == 1 else lines).encode("utf-8")
+        last: tuple[int, dict[str, Any]] = (0, {"error": "not sent"})
+        for attempt in range(self.retries + 1):
+            try:
+                reply = self._session().post(self.url, data=body, timeout=self.timeout,
+                                             headers={"Content-Type": "application/json"})
+                try:
+                    payload = reply.json()
+                except ValueError:
+                    payload = {"error": reply.text[:200]}
+                last = (reply.status_code, payload)
+                if reply.status_code < 500:
+                    return last
+            except requests.RequestException as exc:
+                last = (0, {"error": str(exc)})
+            time.sleep(min(2.0, 0.2 * 2**attempt))
+        return last
+
+
+def _send_batch(sender: _Sender, batch: list[tuple[int, dict[str, str]]]) -> ReplaySummary:
+    result = ReplaySummary(lines=len(batch))
+    while batch:
+        status, payload = sender.post([line for _, line in batch])
+        result.requests += 1
+        if status == 202:
+            result.accepted += len(batch)
+            for (row, _), rec in zip(batch, payload.get("records", []), strict=False):
+                result.records.append({"row": row, "shard_id": rec["shard_id"],
+                                       "sequence_number": rec["sequence_number"]})
+            return result
+        if status == 422 and "lines" in payload:
+            bad = {p["line"] for p in payload["lines"]}
+            for p in payload["lines"]:
+                e = p["errors"][0]
+                result.reasons[f"{e['field']}: {e['rule']}"] += 1
+            result.rejected += len(bad)
+            batch = [b for i, b in enumerate(batch) if i not in bad]  # resend the good lines
+            continue
+        if 400 <= status < 500:
+            result.rejected += len(batch)
+            result.reasons[f"request: {payload.get('rule', status)}"] += len(batch)
+            return result
+        result.failed += len(batch)
+        result.reasons[f"failed: HTTP {status or 'no answer'}: {str(payload.get('error'))[:80]}"] += len(batch)
+        return result
+    return result
+
+
+def replay_file(
+    path: Path,
+    url: str,
+    *,
+    rate: float = 0.0,
+    concurrency: int = 4,
+    batch: int = 1,
+    limit: int | None = None,
+    timeout: float = 30.0,
+    retries: int = 2,
+    progress: bool = True,
+) -> ReplaySummary:
+    """POST the CSV's rows to the API; return the summary (also used by the demo and the benchmark)."""
+    from tqdm import tqdm
+
+    if not 1 <= batch <= MAX_LINES_PER_REQUEST:
+        raise ValueError(f"--batch must be between 1 and {MAX_LINES_PER_REQUEST}")
+    sender = _Sender(url, timeout, retries)
+    limiter = RateLimiter(rate)
+    total = ReplaySummary()
+    started = time.monotonic()
+    bar = tqdm(total=limit, unit="line", disable=not progress, desc="replay")
+
+    def run(chunk: list[tuple[int, dict[str, str]]]) -> ReplaySummary:
+        limiter.take(len(chunk))
+        return _send_batch(sender, chunk)
+
+    def collect(done: set[Future[ReplaySummary]]) -> None:
+        for fut in done:
+            r = fut.result()
+            total.lines += r.lines
+            total.accepted += r.accepted
+            total.rejected += r.rejected
+            total.failed += r.failed
+            total.requests += r.requests
+            total.reasons.update(r.reasons)
+            total.records.extend(r.records)
+            bar.update(r.lines)
+            bar.set_postfix(accepted=total.accepted, rejected=total.rejected, failed=total.failed, refresh=False)
+
+    with ThreadPoolExecutor(max_workers=max(1, concurrency), thread_name_prefix="replay") as pool:
+        in_flight: set[Future[ReplaySummary]] = set()
+        chunk: list[tuple[int, dict[str, str]]] = []
+        for item in read_lines(path, limit):
+            chunk.append(item)
+            if len(chunk) >= batch:
+                in_flight.add(pool.submit(run, chunk))
+                chunk = []
+            if len(in_flight) >= 2 * max(1, concurrency):
+                done, in_flight = wait(in_flight, return_when=FIRST_COMPLETED)
+                collect(done)
+        if chunk:
+            in_flight.add(pool.submit(run, chunk))
+        done, _ = wait(in_flight)
+        collect(done)
+    bar.close()
+    total.seconds = time.monotonic() - started
+    total.records.sort(key=lambda r: r["row"])
+    return total
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from ecommerce_assets.settings import get_settings
+
+    parser.add_argument("file", type=Path, help="an Online Retail CSV (InvoiceNo, StockCode, ... Country)")
+    parser.add_argument("--url", default=None,
+                        help=f"the API's base URL (default: ECOMMERCE_INGEST_API_URL or {get_settings().ingest_api_url})")
+    parser.add_argument("--rate", type=float, default=0.0, help="lines per second (0 = as fast as possible)")
+    parser.add_argument("--concurrency", type=int, default=4, help="requests in flight (default 4)")
+    parser.add_argument("--batch", type=int, default=1, help="lines per POST, 1-500 (default 1: one POST per line)")
+    parser.add_argument("--limit", type=int, default=None, help="replay only the first N rows")
+    parser.add_argument("--timeout", type=float, default=30.0, help="seconds per request (default 30)")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def main(args: argparse.Namespace) -> int:
+    from ecommerce_assets.settings import get_settings
+
+    url = args.url or get_settings().ingest_api_url
+    summary = replay_file(args.file, url, rate=args.rate, concurrency=args.concurrency, batch=args.batch,
+                          limit=args.limit, timeout=args.timeout, progress=not args.no_progress)
+    print(summary.text())
+    return 1 if summary.failed else 0
