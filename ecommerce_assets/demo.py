@@ -17,9 +17,15 @@ SeedStep = Callable[[Settings, Lake], list[str]]
 def seed_steps() -> list[tuple[str, SeedStep]]:
     """(domain, seed function) for every domain, in the order the demo runs them."""
     from ecommerce_assets.samples import seed_online_retail
+    from ecommerce_assets.samples.catalog import seed as seed_catalog
+    from ecommerce_assets.samples.orders import seed as seed_orders
+    from ecommerce_assets.transactions_generator import seed as seed_transactions
 
     return [
         ("online_retail", seed_online_retail),
+        ("catalog", seed_catalog),
+        ("orders", seed_orders),
+        ("transactions", seed_transactions),
     ]
 
 

@@ -50,6 +50,8 @@ class Settings:
     athena_output: str | None = None  # s3:// location of Athena results (default: <lake>/athena-results/)
     dlq_url: str | None = None  # SQS dead-letter queue (URL or name) for the Lambda handlers
     dagster_url: str | None = None  # Dagster webserver the S3-arrival Lambda launches runs on
+    dagster_job: str | None = None  # the job that Lambda launches
+    dagster_location: str | None = None  # its code location (needed when the webserver has several)
     transform_lambda: str | None = None  # Lambda function Dagster runs transforms in (Pipes)
     # streaming ingestion (issue: streaming): stream name/shards, micro-batch size, key-value tables
     stream_name: str = "ecommerce-orders"
@@ -123,6 +125,8 @@ def get_settings() -> Settings:
         athena_output=_env("ECOMMERCE_ATHENA_OUTPUT"),
         dlq_url=_env("ECOMMERCE_DLQ_URL"),
         dagster_url=_env("ECOMMERCE_DAGSTER_URL"),
+        dagster_job=_env("ECOMMERCE_DAGSTER_JOB"),
+        dagster_location=_env("ECOMMERCE_DAGSTER_LOCATION"),
         transform_lambda=_env("ECOMMERCE_TRANSFORM_LAMBDA"),
         stream_name=_env("ECOMMERCE_STREAM_NAME", Settings.stream_name) or Settings.stream_name,
         stream_shards=int(_env("ECOMMERCE_STREAM_SHARDS", str(Settings.stream_shards)) or Settings.stream_shards),

@@ -25,5 +25,5 @@ def main(args: argparse.Namespace) -> int:
 
     from ecommerce_assets.ingest_api import create_app
 
-    uvicorn.run(create_app(), host=args.host, port=args.port, log_level=args.log_level)
+    uvicorn.run(create_app(), host=args.host, port=args.port, log_level=args.log_level, ws="none")
     return 0

@@ -10,7 +10,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from ecommerce_assets.resources.catalog_api import catalog_api_resource
+from ecommerce_assets.resources.kv_store import build_kv_store
 from ecommerce_assets.resources.lake import Lake, LakeObject, LocalLake
+from ecommerce_assets.resources.stream import build_stream
 from ecommerce_assets.resources.warehouse import DuckDBWarehouse, Warehouse
 from ecommerce_assets.settings import Settings, get_settings
 
@@ -26,6 +29,31 @@ def build_local_resources(settings: Settings) -> dict[str, Any]:
             duckdb_threads=settings.duckdb_threads,
         ),
         "warehouse": DuckDBWarehouse(database=str(settings.warehouse_path)),
+        "stream": build_stream(settings),
+        "kv_store": build_kv_store(settings),
+        "catalog_api": catalog_api_resource(settings),
+        "catalog": _lake_catalog(settings),
+        **_orders_resources(settings),
+    }
+
+
+def _lake_catalog(settings: Settings) -> Any:
+    """The processed zone's catalog: DuckDB views locally, Glue in aws mode (key ``catalog``)."""
+    from ecommerce_assets.resources.lake_catalog import build_catalog
+
+    return build_catalog(settings)
+
+
+def _orders_resources(settings: Settings) -> dict[str, Any]:
+    """The orders ELT's resources: products API client, dbt CLI, notifier (same keys in aws mode)."""
+    from ecommerce_assets.resources.dbt import build_dbt_resource
+    from ecommerce_assets.resources.notifier import build_notifier
+    from ecommerce_assets.resources.products_api import ProductsApi
+
+    return {
+        "products_api": ProductsApi(base_url=settings.products_api_url or ""),
+        "dbt": build_dbt_resource(settings),
+        "notifier": build_notifier(settings),
     }
 
 

@@ -136,8 +136,8 @@ def _split(table: str, default_schema: str) -> tuple[str, str]:
 
 
 def _rows_to_arrow(names: list[str], rows: list[tuple[Any, ...]]) -> pa.Table:
-    columns = list(zip(*rows)) if rows else [() for _ in names]
-    return pa.table({name: pa.array(list(values)) for name, values in zip(names, columns)})
+    columns = list(zip(*rows, strict=True)) if rows else [() for _ in names]
+    return pa.table({name: pa.array(list(values)) for name, values in zip(names, columns, strict=True)})
 
 
 # --- PostgreSQL ---------------------------------------------------------------------------------
@@ -164,7 +164,7 @@ class PostgresWarehouse(Warehouse):
         try:
             return con.execute(
                 "SELECT * FROM read_parquet(?, union_by_name = true) LIMIT 0", [list(parquet_uris)]
-            ).fetch_arrow_table().schema
+            ).to_arrow_table().schema
         finally:
             con.close()
 
@@ -429,7 +429,8 @@ class AthenaWarehouse(Warehouse):
 
     def replace_table(self, table: str, parquet_uris: Sequence[str]) -> int:
         partitioned = self._is_partitioned(parquet_uris)
-        select = f"SELECT * FROM read_parquet(?, hive_partitioning = {str(partitioned).lower()}, union_by_name = true)"
+        hive = str(partitioned).lower()
+        select = f"SELECT * FROM read_parquet(?, hive_partitioning = {hive}, union_by_name = true)"  # noqa: S608
         version, count = self._write_version(table, select, [list(parquet_uris)], partitioned)
         self._register(table, version)
         return count
@@ -501,7 +502,7 @@ class AthenaWarehouse(Warehouse):
             first = False
             rows.extend(page_rows)
         columns = {}
-        for i, (name, kind) in enumerate(zip(names, types)):
+        for i, (name, kind) in enumerate(zip(names, types, strict=True)):
             values = pa.array([r[i] if i < len(r) else None for r in rows], type=pa.string())
             target = _ATHENA_TYPES.get(kind)
             if kind.startswith("decimal"):

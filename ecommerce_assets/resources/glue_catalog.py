@@ -98,6 +98,24 @@ class Registration:
     partitions_total: int
 
 
+def parquet_table_roots(lake: Lake, zone: str = "processed/") -> dict[str, str]:
+    """Every Parquet table folder below ``zone``: ``{glue table name: lake prefix}``.
+
+    A table folder is the path up to its first ``key=value/`` partition folder, or the folder of its files:
+    ``processed/online_retail/cleaned/invoice_date=.../x.parquet`` -> ``online_retail_cleaned``.
+    """
+    roots: dict[str, str] = {}
+    for obj in lake.list_objects(zone):
+        if not obj.key.endswith(".parquet") or "/_" in obj.key[len(zone) - 1 :]:
+            continue  # skip _superseded/, _manifests/ and similar bookkeeping folders
+        parts = obj.key.split("/")[:-1]
+        cut = next((i for i, p in enumerate(parts) if "=" in p), len(parts))
+        prefix = "/".join(parts[:cut]) + "/"
+        name = re.sub(r"[^a-z0-9_]", "_", prefix[len(zone) :].strip("/").lower()) or "root"
+        roots.setdefault(name, prefix)
+    return dict(sorted(roots.items()))
+
+
 class GlueCatalog(dg.ConfigurableResource):
     """Registers lake Parquet as Glue tables for Athena (aws mode only)."""
 
@@ -199,7 +217,7 @@ class GlueCatalog(dg.ConfigurableResource):
                         "Values": list(values),
                         "StorageDescriptor": {
                             **table_input["StorageDescriptor"],
-                            "Location": location + "/".join(f"{k}={v}" for k, v in zip(part_names, values)) + "/",
+                            "Location": location + "/".join(f"{k}={v}" for k, v in zip(part_names, values, strict=True)) + "/",
                         },
                     }
                     for values in batch
@@ -215,17 +233,19 @@ class GlueCatalog(dg.ConfigurableResource):
         return Registration(db, name, location, action, added, total)
 
     def register_lake_prefix(
-        self, lake: Lake, prefix: str, database: str, table: str, partition_keys: Sequence[str] = ("date",)
+        self, lake: Lake, prefix: str, database: str, table: str, partition_keys: Sequence[str] | None = None
     ) -> Registration:
         """Register the Parquet files below the lake ``prefix`` as ``database.table``.
 
-        Partition folders (``date=YYYY-MM-DD/``) found below the prefix become Glue partitions; a prefix
+        Partition folders (``date=YYYY-MM-DD/``, or the ``key=value/`` folders the files sit in) become Glue partitions; a prefix
         without them is registered unpartitioned. The schema comes from the files (DuckDB, no data read).
         """
         prefix = prefix if prefix.endswith("/") else prefix + "/"
         keys = [o.key for o in lake.list_objects(prefix) if o.key.endswith(".parquet")]
         if not keys:
             raise FileNotFoundError(f"no Parquet files below {lake.uri(prefix)}")
+        if partition_keys is None:  # the key=value folders of the first file, e.g. ("date",)
+            partition_keys = [k for k, _ in _PARTITION.findall(keys[0][len(prefix) :])]
         found = [partition_values(k[len(prefix) :], partition_keys) for k in keys]
         partitioned = all(v is not None for v in found)
         con = lake.engine()
@@ -233,7 +253,7 @@ class GlueCatalog(dg.ConfigurableResource):
             schema = con.execute(
                 "SELECT * FROM read_parquet(?, hive_partitioning = false, union_by_name = true) LIMIT 0",
                 [[lake.uri(k) for k in keys]],
-            ).fetch_arrow_table().schema
+            ).to_arrow_table().schema
         finally:
             con.close()
         return self.register_parquet_table(

@@ -32,7 +32,7 @@ import dagster as dg
 from ecommerce_assets.resources.stream import _local, sqlite_connection
 from ecommerce_assets.settings import Settings
 
-_PREFIX = re.compile(r"^[A-Za-z0-9_]*$")
+_PREFIX = re.compile(r"^[A-Za-z0-9_.-]*$")
 
 
 @dataclass(frozen=True)
@@ -67,7 +67,7 @@ class KeyValueStore(dg.ConfigurableResource):
 
     def _name(self, table: str) -> str:
         if not _PREFIX.match(self.table_prefix):
-            raise ValueError(f"ECOMMERCE_KV_TABLE_PREFIX may only hold letters, digits and _: {self.table_prefix!r}")
+            raise ValueError(f"ECOMMERCE_KV_TABLE_PREFIX may only hold letters, digits, _ . and -: {self.table_prefix!r}")
         return f"{self.table_prefix}{table}"
 
     def ensure(self) -> None:

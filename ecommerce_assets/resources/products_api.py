@@ -29,7 +29,11 @@ class ProductsApiError(RuntimeError):
 
 
 class ProductsPayloadError(ValueError):
-    """The API answered something that is not a JSON list of product objects."""
+    """The API answered something that is not a JSON list of product objects (``body``: what it answered)."""
+
+    def __init__(self, message: str, body: bytes = b"") -> None:
+        super().__init__(message)
+        self.body = body
 
 
 @dataclass(frozen=True)
@@ -63,15 +67,17 @@ def validate_products(body: bytes, source: str = "response") -> tuple[list[dict[
     try:
         payload = json.loads(body)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ProductsPayloadError(f"{source}: not valid JSON ({exc}); first bytes: {body[:80]!r}") from exc
+        raise ProductsPayloadError(f"{source}: not valid JSON ({exc}); first bytes: {body[:80]!r}", body) from exc
     if not isinstance(payload, list):
         raise ProductsPayloadError(
-            f"{source}: expected a JSON list of products, got a JSON {type(payload).__name__}"
+            f"{source}: expected a JSON list of products, got a JSON {type(payload).__name__}", body
         )
     problems: list[ItemProblem] = []
     for i, item in enumerate(payload):
         if not isinstance(item, dict):
-            raise ProductsPayloadError(f"{source}: item {i} is a JSON {type(item).__name__}, expected an object")
+            raise ProductsPayloadError(
+                f"{source}: item {i} is a JSON {type(item).__name__}, expected an object", body
+            )
         pid = item.get("id")
         if pid is None or (isinstance(pid, str) and not pid.strip()):
             problems.append(ItemProblem(i, "id", "null_id", "id is missing or blank"))
@@ -102,7 +108,11 @@ def validate_products(body: bytes, source: str = "response") -> tuple[list[dict[
 class ProductsApi(dg.ConfigurableResource):
     """HTTP client of the products API with timeout, retries with backoff, and payload validation."""
 
-    base_url: str = Field(description="Base URL of the API, e.g. http://127.0.0.1:8765 (no trailing /products).")
+    base_url: str = Field(
+        default="",
+        description="Base URL of the API, e.g. http://127.0.0.1:8765 (no trailing /products); "
+        "from ECOMMERCE_PRODUCTS_API_URL.",
+    )
     timeout_seconds: float = Field(default=10.0, description="Connect and read timeout of one request.")
     max_attempts: int = Field(default=5, description="Attempts in all (1 = no retry).")
     backoff_seconds: float = Field(default=0.5, description="First backoff; doubles on every retry.")
@@ -116,6 +126,11 @@ class ProductsApi(dg.ConfigurableResource):
 
     def get(self, path: str) -> tuple[bytes, int]:
         """GET ``base_url + path`` with the retry policy; return (body, attempts). Raise ``ProductsApiError``."""
+        if not self.base_url:
+            raise ProductsApiError(
+                "the products API URL is not set: set ECOMMERCE_PRODUCTS_API_URL (the demo starts the local "
+                "simulator, `python -m ecommerce_assets.products_api_sim`, and sets it)"
+            )
         url = self.base_url.rstrip("/") + path
         last_problem = ""
         with requests.Session() as session:

@@ -78,7 +78,7 @@ class Stream(dg.ConfigurableResource):
 # --- local: SQLite in WAL mode -----------------------------------------------------------------
 
 _local = threading.local()
-_checked_logs: set[tuple[int, str]] = set()
+_checked_logs: set[tuple[int, str, int]] = set()
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS records (
@@ -118,7 +118,7 @@ class LocalStream(Stream):
 
     def _con(self) -> sqlite3.Connection:
         con = sqlite_connection(self.path, _SCHEMA)
-        if (os.getpid(), self.path) not in _checked_logs:
+        if (os.getpid(), self.path, self.shards) not in _checked_logs:
             row = con.execute("SELECT value FROM stream_meta WHERE key = 'shards'").fetchone()
             if row is None:
                 con.execute("INSERT OR IGNORE INTO stream_meta VALUES ('shards', ?)", [str(self.shards)])
@@ -128,7 +128,7 @@ class LocalStream(Stream):
                     f"{self.path} was created with {row[0]} shards, not {self.shards} "
                     "(set ECOMMERCE_STREAM_SHARDS to match, or use a new data dir)"
                 )
-            _checked_logs.add((os.getpid(), self.path))
+            _checked_logs.add((os.getpid(), self.path, self.shards))
         return con
 
     def ensure(self) -> None:

@@ -137,7 +137,7 @@ class DuckDBWarehouse(Warehouse):
             self._ensure_schema(con, table)
             con.execute("BEGIN")
             con.execute(
-                f"CREATE OR REPLACE TABLE {quote_ident(table)} AS SELECT * FROM read_parquet(?)",
+                f"CREATE OR REPLACE TABLE {quote_ident(table)} AS SELECT * FROM read_parquet(?)",  # noqa: S608
                 [list(parquet_uris)],
             )
             con.execute("COMMIT")

@@ -76,7 +76,7 @@ CREATE OR REPLACE TEMP MACRO digit_sig(toks) AS
 CREATE OR REPLACE TEMP MACRO size_sig(toks) AS
     array_to_string(list_sort([t FOR t IN toks IF list_contains({SIZE_WORDS!r}, t)]), ' ');
 CREATE OR REPLACE TEMP MACRO colours(toks) AS list_sort([t FOR t IN toks IF list_contains({COLOUR_WORDS!r}, t)]);
-"""
+"""  # noqa: S608 - built from the constant word lists above
 
 
 def install_macros(con: duckdb.DuckDBPyConnection) -> None:
@@ -173,7 +173,7 @@ FROM m_pairs p
 JOIN m_feat fs ON fs.side = 's' AND fs.id = p.sp_id
 JOIN m_feat fd ON fd.side = 'd' AND fd.id = p.di_id
 WHERE (len(fs.cols) = 0 OR len(fd.cols) = 0 OR fs.cols = fd.cols);
-"""
+"""  # noqa: S608 - only the integer constants above are formatted in
 
 _BEST = """
 CREATE OR REPLACE TEMP TABLE m_best AS
@@ -269,41 +269,33 @@ INVENTORY_RULES = {
 }
 
 
-def inventory_sql(has: dict[str, bool]) -> str:
-    """SQL over the temp table ``inv_src`` (text columns + ``_file``, ``_row``, ``_mtime``) -> ``inv_ruled``.
-
-    ``has`` says which optional id columns (asin, upc, ean, gtin) the files have. Stated rule for a SKU
-    seen in several files: the row from the newest file (modification time, then file name) wins.
-    """
-
-    def col(name: str) -> str:
-        return name if has.get(name) else "NULL"
-
-    return f"""
-    CREATE OR REPLACE TEMP TABLE inv_ruled AS
-    WITH parsed AS (
-        SELECT *,
-            nullif(trim(sku), '') AS _sku,
-            nullif(trim(title), '') AS _title,
-            TRY_CAST(regexp_replace(trim(cost), '^[$]', '') AS DECIMAL(12, 2)) AS _cost,
-            TRY_CAST(trim(quantity_available) AS BIGINT) AS _qty,
-            nullif(upper(trim({col("asin")})), '') AS _asin,
-            coalesce(gtin14({col("gtin")}), gtin14({col("ean")}), gtin14({col("upc")})) AS _gtin,
-            coalesce(nullif(trim({col("gtin")}), ''), nullif(trim({col("ean")}), ''), nullif(trim({col("upc")}), ''))
-                AS _code
-        FROM inv_src
-    )
+# Over the temp table ``inv_src`` (every column as text, NULL where a file lacks it, + ``_file``, ``_row``,
+# ``_mtime``). The first failing rule removes a row; GTIN: the gtin, else ean, else upc column, normalised.
+INVENTORY_RULED = """
+CREATE OR REPLACE TEMP TABLE inv_ruled AS
+WITH parsed AS (
     SELECT *,
-        CASE
-            WHEN _sku IS NULL THEN 'null_sku'
-            WHEN _title IS NULL THEN 'null_title'
-            WHEN _cost IS NULL OR _cost < 0 THEN 'unparseable_cost'
-            WHEN _qty IS NULL OR _qty < 0 THEN 'unparseable_quantity_available'
-        END AS _rule
-    FROM parsed
-    """
+        nullif(trim(sku), '') AS _sku,
+        nullif(trim(title), '') AS _title,
+        TRY_CAST(regexp_replace(trim(cost), '^[$]', '') AS DECIMAL(12, 2)) AS _cost,
+        TRY_CAST(trim(quantity_available) AS BIGINT) AS _qty,
+        nullif(upper(trim(asin)), '') AS _asin,
+        coalesce(gtin14(gtin), gtin14(ean), gtin14(upc)) AS _gtin,
+        coalesce(nullif(trim(gtin), ''), nullif(trim(ean), ''), nullif(trim(upc), '')) AS _code
+    FROM inv_src
+)
+SELECT *,
+    CASE
+        WHEN _sku IS NULL THEN 'null_sku'
+        WHEN _title IS NULL THEN 'null_title'
+        WHEN _cost IS NULL OR _cost < 0 THEN 'unparseable_cost'
+        WHEN _qty IS NULL OR _qty < 0 THEN 'unparseable_quantity_available'
+    END AS _rule
+FROM parsed
+"""
 
-
+# Stated rule for a SKU seen in several files (or twice in one): the row from the newest file (modification
+# time, then file name), then the last row, wins; the others are counted as ``superseded_sku``.
 INVENTORY_CLEAN = """
 SELECT _sku AS sku, _title AS title, nullif(trim(brand), '') AS brand, _cost AS cost,
        _qty AS quantity_available, _asin AS asin, _gtin AS gtin,

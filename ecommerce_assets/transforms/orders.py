@@ -203,7 +203,10 @@ def _create_src(con: duckdb.DuckDBPyConnection, spec: SourceSpec) -> None:
 
 
 def _insert_csv(con: duckdb.DuckDBPyConnection, spec: SourceSpec, f: SourceFile, seq: int) -> None:
-    tf = open_csv(f.path, list(spec.required))
+    try:
+        tf = open_csv(f.path, list(spec.required))
+    except BadFileError as exc:  # name the file by its lake key, not the local copy
+        raise BadFileError(f.key, exc.problem, exc.rule) from exc
     by_std = {standardize_column(h): h for h in tf.header}
     select = ", ".join(
         f"{_qi(by_std[c])}" if c in by_std else "CAST(NULL AS VARCHAR)" for c in spec.columns

@@ -406,7 +406,8 @@ def quarantine_key(date: str, first: str, last: str) -> str:
 
 
 def typed_key(date: str, first: str, last: str) -> str:
-    return f"processed/stream/order_lines/date={date}/{batch_name(first, last)}.parquet"
+    # no ``date=`` segment: readers that detect Hive partitions would add a column the table does not have
+    return f"processed/stream/order_lines/{date}/{batch_name(first, last)}.parquet"
 
 
 def to_jsonl(rows: Iterable[Mapping[str, Any]]) -> bytes:
@@ -526,3 +527,43 @@ def invoice_document(invoice_no: str, items: Sequence[Mapping[str, Any]]) -> dic
         "total": str(total.quantize(Decimal("0.001"))),
         "lines_by_stock_code": by_stock,
     }
+
+
+# --- AWS Lambda events ------------------------------------------------------------------------
+
+
+def records_from_kinesis_event(event: Mapping[str, Any]) -> dict[str, list[StreamRecord]]:
+    """The records of a Lambda Kinesis event, per shard, in sequence order.
+
+    Event shape (one entry per record)::
+
+        {"Records": [{"eventSource": "aws:kinesis",
+                      "eventID": "shardId-000000000000:49590338271490256608559692538361571095921575989136588898",
+                      "kinesis": {"partitionKey": "536365", "sequenceNumber": "4959...", "data": "<base64>",
+                                  "approximateArrivalTimestamp": 1545084650.987}}]}
+    """
+    by_shard: dict[str, list[StreamRecord]] = {}
+    for entry in event.get("Records", []):
+        k = entry["kinesis"]
+        shard = entry["eventID"].split(":", 1)[0]
+        by_shard.setdefault(shard, []).append(StreamRecord(
+            shard_id=shard,
+            sequence_number=k["sequenceNumber"],
+            partition_key=k["partitionKey"],
+            data=base64.b64decode(k["data"]),
+            arrived_at=float(k["approximateArrivalTimestamp"]),
+        ))
+    for records in by_shard.values():
+        records.sort(key=lambda r: sequence_int(r.sequence_number))
+    return by_shard
+
+
+def kinesis_event(records: Sequence[StreamRecord], stream_arn: str = "arn:aws:kinesis:local:000000000000:stream/orders") -> dict[str, Any]:
+    """A Lambda Kinesis event carrying ``records`` (the inverse of ``records_from_kinesis_event``)."""
+    return {"Records": [{
+        "eventSource": "aws:kinesis", "eventVersion": "1.0", "eventName": "aws:kinesis:record",
+        "eventSourceARN": stream_arn, "eventID": f"{r.shard_id}:{r.sequence_number}",
+        "kinesis": {"kinesisSchemaVersion": "1.0", "partitionKey": r.partition_key,
+                    "sequenceNumber": r.sequence_number, "data": base64.b64encode(r.data).decode("ascii"),
+                    "approximateArrivalTimestamp": r.arrived_at},
+    } for r in records]}

@@ -37,6 +37,9 @@ def aws_env(moto_endpoint: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch)
     """``ECOMMERCE_ENV=aws`` against moto: a new bucket, lake prefix ``lake``, temp data and Dagster home."""
     bucket = f"lake-{uuid.uuid4().hex[:12]}"
     boto3.client("s3", endpoint_url=moto_endpoint, region_name=REGION).create_bucket(Bucket=bucket)
+    topic = boto3.client("sns", endpoint_url=moto_endpoint, region_name=REGION).create_topic(Name=f"alerts-{bucket}")
+    alerts_dlq = boto3.client("sqs", endpoint_url=moto_endpoint, region_name=REGION).create_queue(
+        QueueName=f"alerts-dlq-{bucket}")
     (tmp_path / "dagster_home").mkdir()
     env = {
         "ECOMMERCE_ENV": "aws",
@@ -46,6 +49,8 @@ def aws_env(moto_endpoint: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch)
         "ECOMMERCE_DATA_DIR": str(tmp_path / "data"),
         "DAGSTER_HOME": str(tmp_path / "dagster_home"),
         "ECOMMERCE_GLUE_DATABASE": "ecommerce",
+        "ECOMMERCE_ALERTS_TOPIC_ARN": topic["TopicArn"],
+        "ECOMMERCE_ALERTS_DLQ_URL": alerts_dlq["QueueUrl"],
         "ECOMMERCE_KV_TABLE_PREFIX": f"t{uuid.uuid4().hex[:8]}-",
         "ECOMMERCE_STREAM_NAME": f"orders-{uuid.uuid4().hex[:8]}",
     }

@@ -75,7 +75,7 @@ def test_engine_writes_and_reads_s3_parquet_csv_json(s3_lake, tmp_path):
     con = s3_lake.engine()
     target = s3_lake.uri("processed/sales")
     con.execute(
-        "COPY (SELECT i AS id, 'd' || (i % 3) AS day, i * 1.5 AS amount FROM range(3000) t(i)) "
+        "COPY (SELECT i AS id, 'd' || (i % 3) AS day, i * 1.5 AS amount FROM range(3000) t(i)) "  # noqa: S608
         f"TO '{target}' (FORMAT parquet, PARTITION_BY (day))"
     )
     keys = [o.key for o in s3_lake.list_objects("processed/sales/")]

@@ -9,7 +9,13 @@ import json
 import dagster as dg
 import duckdb
 
-from ecommerce_assets.defs.retail.assets import CLEANED_KEY, CLEANED_MANIFEST, GOLD, QUARANTINE_ROWS, cleaned_glob
+from ecommerce_assets.defs.retail.assets import (
+    CLEANED_KEY,
+    CLEANED_MANIFEST,
+    GOLD,
+    QUARANTINE_ROWS,
+    cleaned_glob,
+)
 from ecommerce_assets.resources.lake import Lake
 from ecommerce_assets.transforms import quality, retail
 

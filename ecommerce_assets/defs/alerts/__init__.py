@@ -1,0 +1,1 @@
+"""Alerts for every domain: a run-failure sensor and a run-success summary, sent through the ``notifier``."""

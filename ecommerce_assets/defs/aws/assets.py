@@ -1,0 +1,65 @@
+"""AWS-only assets: the Glue catalog over the processed zone, and a transform run inside Lambda (Pipes).
+
+Defined only when ``ECOMMERCE_ENV=aws``; in local mode this module defines nothing.
+"""
+
+import dagster as dg
+from dagster_aws.pipes import PipesLambdaClient
+
+from ecommerce_assets.resources.glue_catalog import GlueCatalog, parquet_table_roots
+from ecommerce_assets.resources.lake import Lake
+from ecommerce_assets.settings import get_settings
+
+GROUP = "aws"
+_settings = get_settings()
+
+if _settings.env == "aws":
+
+    @dg.asset(
+        key=["aws", "glue_processed_tables"],
+        group_name=GROUP,
+        kinds={"glue", "s3", "parquet"},
+        retry_policy=dg.RetryPolicy(max_retries=3, delay=10, backoff=dg.Backoff.EXPONENTIAL),
+        automation_condition=dg.AutomationCondition.on_cron("*/30 * * * *"),
+        description=(
+            "Every Parquet table in the lake's `processed/` zone registered in the Glue catalog (database "
+            "`ECOMMERCE_GLUE_DATABASE`), with its `key=value` partitions, so Athena and Redshift Spectrum can "
+            "query it. Idempotent: tables are created or updated, only new partitions are added."
+        ),
+    )
+    def glue_processed_tables(
+        context: dg.AssetExecutionContext, lake: Lake, glue_catalog: GlueCatalog
+    ) -> dg.MaterializeResult:
+        registered = []
+        for name, prefix in parquet_table_roots(lake).items():
+            r = glue_catalog.register_lake_prefix(lake, prefix, glue_catalog.default_database, name)
+            context.log.info(f"{r.database}.{r.table}: {r.action}, +{r.partitions_added} partition(s) at {r.location}")
+            registered.append({"table": f"{r.database}.{r.table}", "action": r.action, "location": r.location,
+                               "partitions_added": r.partitions_added, "partitions": r.partitions_total})
+        return dg.MaterializeResult(metadata={
+            "tables": len(registered),
+            "partitions_added": sum(r["partitions_added"] for r in registered),
+            "registrations": dg.MetadataValue.json(registered),
+            "dagster/uri": dg.MetadataValue.path(lake.uri("processed/")),
+        })
+
+    if _settings.transform_lambda:
+
+        @dg.asset(
+            key=["aws", "lambda_transform"],
+            group_name=GROUP,
+            kinds={"lambda"},
+            retry_policy=dg.RetryPolicy(max_retries=2, delay=30),
+            description=(
+                "Runs a transform inside the AWS Lambda function `ECOMMERCE_TRANSFORM_LAMBDA` through Dagster "
+                "Pipes (`PipesLambdaClient`): the function receives the lake location in its event and reports "
+                "its materialization (row counts, output URI) back to this asset."
+            ),
+        )
+        def lambda_transform(
+            context: dg.AssetExecutionContext, lake: Lake, pipes_lambda_client: PipesLambdaClient
+        ) -> dg.MaterializeResult:
+            event = {"lake_root": lake.uri(""), "run_id": context.run_id}
+            return pipes_lambda_client.run(
+                context=context, function_name=_settings.transform_lambda, event=event
+            ).get_materialize_result()

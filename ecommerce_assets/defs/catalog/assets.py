@@ -1,0 +1,500 @@
+"""Catalog sourcing assets: API pages -> cleaned snapshot -> gold tables -> distributor matches -> report."""
+
+import datetime as dt
+import html
+import io
+import json
+
+import dagster as dg
+import pyarrow as pa
+import pyarrow.csv as pacsv
+from pydantic import Field
+
+from ecommerce_assets.defs.catalog.sellers import seller_query, sellers_partitions
+from ecommerce_assets.metadata import table_metadata, warehouse_table_metadata
+from ecommerce_assets.resources.catalog_api import CatalogApiError, CatalogApiResource, CatalogAuthError
+from ecommerce_assets.resources.lake import Lake
+from ecommerce_assets.resources.warehouse import Warehouse
+from ecommerce_assets.settings import get_settings
+from ecommerce_assets.transforms import catalog as catalog_tf
+from ecommerce_assets.transforms import matching
+from ecommerce_assets.transforms.files import BadFileError, open_csv, standardize_column
+
+GROUP = "catalog"
+RAW = "raw/catalog/"
+SNAPSHOTS = "processed/catalog/snapshots/"
+AMAZON_DATA = "processed/catalog/amazon_data/"
+HISTORY = "processed/catalog/amazon_data_history/"
+MATCHES = "processed/catalog/matches/"
+REPORTS = "processed/catalog/reports/"
+QUARANTINE = "quarantine/catalog/"
+DISTRIBUTOR_LANDING = "landing/distributor/"
+DISTRIBUTOR_PROCESSED = "processed/distributor/inventory.parquet"
+DISTRIBUTOR_QUARANTINE = "quarantine/distributor/"
+
+RAW_PAGES_KEY = dg.AssetKey(["catalog", "raw_pages"])
+SNAPSHOT_KEY = dg.AssetKey(["catalog", "snapshot"])
+AMAZON_DATA_KEY = dg.AssetKey(["gold", "amazon_data"])
+HISTORY_KEY = dg.AssetKey(["gold", "amazon_data_history"])
+INVENTORY_KEY = dg.AssetKey(["gold", "distributor_inventory"])
+MATCHES_KEY = dg.AssetKey(["gold", "distributor_availability_matches"])
+REPORT_KEY = dg.AssetKey(["catalog", "sourcing_report"])
+
+
+class SnapshotConfig(dg.Config):
+    snapshot_date: str = Field(
+        default="",
+        description="YYYY-MM-DD. Fetch: the date the pages are filed under (empty: today, UTC). "
+        "Cleaning: which raw date to clean (empty: the seller's latest).",
+    )
+
+
+def _date(value: str) -> str:
+    return dt.date.fromisoformat(value).isoformat() if value else dt.datetime.now(dt.UTC).date().isoformat()
+
+
+def seller_date_prefix(root: str, seller_id: str, date: str) -> str:
+    return f"{root}seller={seller_id}/date={date}/"
+
+
+def latest_raw_date(lake: Lake, seller_id: str) -> str | None:
+    dates = [p.rstrip("/").rsplit("date=", 1)[-1] for p in lake.list_prefixes(f"{RAW}seller={seller_id}/")]
+    return max(dates) if dates else None
+
+
+@dg.asset(
+    key=RAW_PAGES_KEY,
+    partitions_def=sellers_partitions,
+    group_name=GROUP,
+    kinds={"api", "json"},
+    retry_policy=dg.RetryPolicy(max_retries=3, delay=30, backoff=dg.Backoff.EXPONENTIAL, jitter=dg.Jitter.PLUS_MINUS),
+    check_specs=[
+        dg.AssetCheckSpec(
+            "pages_vs_total_products", asset=RAW_PAGES_KEY,
+            description="The pages holding products cover the API's data.total_products (48 a page).",
+        )
+    ],
+    description=(
+        "Every page of the seller's catalog listing, fetched from the catalog API (paged until an empty "
+        "`data.products`, rate-limited, retried with backoff + jitter honouring Retry-After) and kept exactly "
+        "as received in `raw/catalog/seller=<id>/date=<d>/page=<n>.json`. Re-running a date replaces its pages."
+    ),
+)
+def catalog_raw_pages(
+    context: dg.AssetExecutionContext, config: SnapshotConfig, catalog_api: CatalogApiResource, lake: Lake
+) -> dg.MaterializeResult:
+    seller_id = context.partition_key
+    date = _date(config.snapshot_date)
+    try:
+        pages = catalog_api.fetch_seller(seller_id, seller_query(seller_id), log=context.log.warning)
+    except CatalogAuthError as exc:
+        raise dg.Failure(description=str(exc), allow_retries=False) from exc
+    except CatalogApiError as exc:
+        raise dg.Failure(description=str(exc)) from exc
+    prefix = seller_date_prefix(RAW, seller_id, date)
+    lake.delete_prefix(prefix)  # a re-run of the date replaces its pages (never mixes two fetches)
+    keys = [lake.write_bytes(f"{prefix}page={p.page}.json", p.body) for p in pages]
+    totals = [p.total_products for p in pages if p.total_products is not None]
+    total = max(totals) if totals else None
+    with_products = sum(1 for p in pages if p.products)
+    expected = catalog_tf.expected_pages(total)
+    unreadable = [p.page for p in pages if not p.is_readable]
+    retries = sum(len(p.attempts) - 1 for p in pages)
+    ok = expected is not None and with_products >= expected and not unreadable
+    check = dg.AssetCheckResult(
+        check_name="pages_vs_total_products",
+        passed=ok,
+        severity=dg.AssetCheckSeverity.WARN,
+        description=None if ok else "fewer readable product pages than total_products implies",
+        metadata={"total_products": total if total is not None else -1, "expected_pages": expected or 0,
+                  "pages_with_products": with_products, "unreadable_pages": dg.MetadataValue.json(unreadable)},
+    )
+    return dg.MaterializeResult(
+        metadata={
+            "seller_id": seller_id,
+            "snapshot_date": date,
+            "pages": len(pages),
+            "pages_with_products": with_products,
+            "products_listed": sum(p.products or 0 for p in pages),
+            "total_products": total if total is not None else -1,
+            "retries": retries,
+            "unreadable_pages": dg.MetadataValue.json(unreadable),
+            "dagster/uri": dg.MetadataValue.path(lake.uri(prefix)),
+            "raw_keys": dg.MetadataValue.json(keys[:50]),
+        },
+        check_results=[check],
+    )
+
+
+@dg.asset(
+    key=SNAPSHOT_KEY,
+    deps=[RAW_PAGES_KEY],
+    partitions_def=sellers_partitions,
+    group_name=GROUP,
+    kinds={"python", "duckdb", "parquet", "csv"},
+    check_specs=[
+        dg.AssetCheckSpec("no_duplicate_asins", asset=SNAPSHOT_KEY, blocking=True,
+                          description="One row per ASIN in the seller snapshot."),
+        dg.AssetCheckSpec("price_parse_failures", asset=SNAPSHOT_KEY,
+                          description="Prices that were present but not parseable (kept as NULL)."),
+    ],
+    description=(
+        "The seller's pages of one date cleaned (see `ecommerce_assets.transforms.catalog`): the 15 kept columns "
+        "+ seller_id, snapshot_date, product_gtin; prices parsed, ratings DECIMAL(2,1), one row per ASIN. "
+        "Written as CSV (Redshift COPY) and Parquet to `processed/catalog/snapshots/seller=<id>/date=<d>/`. "
+        "A bad page goes whole to `quarantine/catalog/` with its reason; the other pages go on."
+    ),
+)
+def catalog_snapshot(context: dg.AssetExecutionContext, config: SnapshotConfig, lake: Lake) -> dg.MaterializeResult:
+    seller_id = context.partition_key
+    date = config.snapshot_date or latest_raw_date(lake, seller_id)
+    if not date:
+        raise dg.Failure(f"no raw pages for seller {seller_id} under {RAW}seller={seller_id}/: materialize "
+                         f"{RAW_PAGES_KEY.to_user_string()} for this seller first")
+    date = _date(date)
+    raw_prefix = seller_date_prefix(RAW, seller_id, date)
+    objects = [o for o in lake.list_objects(raw_prefix) if o.key.endswith(".json")]
+    if not objects:
+        raise dg.Failure(f"no raw pages under {raw_prefix}")
+    results = []
+    for obj in objects:
+        page = int(obj.name.removeprefix("page=").removesuffix(".json")) if obj.name.startswith("page=") else None
+        results.append(catalog_tf.clean_page(lake.read_bytes(obj.key), seller_id, date, page=page, source=obj.key))
+    results.sort(key=lambda r: r.page or 0)
+    quarantine_prefix = seller_date_prefix(QUARANTINE, seller_id, date)
+    lake.delete_prefix(quarantine_prefix)
+    for r in results:
+        if not r.ok:
+            lake.copy(r.source, quarantine_prefix + r.source.rsplit("/", 1)[-1])
+            context.log.warning(f"quarantined {r.source}: {r.page_error.rule}: {r.page_error.problem}")
+    snap = seller_date_prefix(SNAPSHOTS, seller_id, date)
+    con = lake.engine()
+    try:
+        res = catalog_tf.build_snapshot(con, results, lake.uri(snap + "products.csv"), lake.uri(snap + "products.parquet"))
+        preview = con.execute("SELECT * FROM read_parquet(?) LIMIT 10", [lake.uri(snap + "products.parquet")]).fetch_arrow_table()
+    finally:
+        con.close()
+    if res.issues:
+        lake.write_bytes(quarantine_prefix + "reasons.json", json.dumps(res.issues, indent=1, default=str).encode())
+    price_issues = [i for i in res.issues if i["rule"] == "unparseable_price"]
+    checks = [
+        dg.AssetCheckResult(
+            check_name="no_duplicate_asins", passed=res.duplicate_asins_after_dedupe == 0,
+            metadata={"duplicate_asins": res.duplicate_asins_after_dedupe,
+                      "duplicates_removed": res.removed["duplicate_asin"]},
+        ),
+        dg.AssetCheckResult(
+            check_name="price_parse_failures", passed=not price_issues, severity=dg.AssetCheckSeverity.WARN,
+            metadata={"failures": len(price_issues),
+                      "samples": dg.MetadataValue.json([{k: i[k] for k in ("file", "row", "field", "value")}
+                                                        for i in price_issues[:10]])},
+        ),
+    ]
+    return dg.MaterializeResult(
+        metadata=table_metadata(
+            res.rows_out, preview, uri=lake.uri(snap + "products.parquet"),
+            extra={
+                "seller_id": seller_id, "snapshot_date": date, "pages": res.pages, "bad_pages": res.bad_pages,
+                "products_in": res.products_in, "rows_out": res.rows_out, "quarantined_rows": res.quarantined_rows,
+                "removed": dg.MetadataValue.json(res.removed), "field_issues": dg.MetadataValue.json(res.field_issues),
+                "reconciles": res.reconciles, "csv_uri": dg.MetadataValue.path(lake.uri(snap + "products.csv")),
+            },
+        ),
+        check_results=checks,
+    )
+
+
+_LATEST_SQL = """
+SELECT * EXCLUDE (_n) FROM (
+    SELECT *, row_number() OVER (PARTITION BY seller_id, asin ORDER BY snapshot_date DESC) AS _n
+    FROM read_parquet(?, union_by_name = true)
+) WHERE _n = 1 ORDER BY asin
+"""
+
+# Availability per snapshot date: every ASIN the seller ever listed, on every snapshot date since it first
+# appeared: listed or not, its price then, and the change from the previous snapshot.
+_HISTORY_SQL = """
+WITH snaps AS (SELECT * FROM read_parquet(?, union_by_name = true)),
+dates AS (SELECT DISTINCT snapshot_date FROM snaps),
+firsts AS (SELECT asin, min(snapshot_date) AS first_seen FROM snaps GROUP BY asin),
+grid AS (SELECT f.asin, d.snapshot_date FROM firsts f JOIN dates d ON d.snapshot_date >= f.first_seen),
+joined AS (
+    SELECT ? AS seller_id, g.asin, g.snapshot_date, s.asin IS NOT NULL AS listed,
+           s.product_price, s.product_num_offers, s.is_prime, s.sales_volume, s.delivery
+    FROM grid g LEFT JOIN snaps s ON s.asin = g.asin AND s.snapshot_date = g.snapshot_date
+)
+SELECT *,
+    lag(product_price) OVER w AS previous_price,
+    product_price - lag(product_price) OVER w AS price_change,
+    CASE WHEN lag(listed) OVER w IS NULL THEN 'new'
+         WHEN listed AND NOT lag(listed) OVER w THEN 'relisted'
+         WHEN NOT listed AND lag(listed) OVER w THEN 'delisted'
+         WHEN listed THEN 'listed' ELSE 'not_listed' END AS availability_change
+FROM joined
+WINDOW w AS (PARTITION BY asin ORDER BY snapshot_date)
+ORDER BY asin, snapshot_date
+"""
+
+
+def _seller_table(context: dg.AssetExecutionContext, lake: Lake, warehouse: Warehouse, table: str, root: str,
+                  sql: str, with_seller_param: bool) -> dg.MaterializeResult:
+    seller_id = context.partition_key
+    snaps = [o.key for o in lake.list_objects(f"{SNAPSHOTS}seller={seller_id}/") if o.key.endswith("products.parquet")]
+    if not snaps:
+        raise dg.Failure(f"no cleaned snapshots for seller {seller_id}: materialize {SNAPSHOT_KEY.to_user_string()} first")
+    out = f"{root}seller={seller_id}/part.parquet"
+    con = lake.engine()
+    try:
+        params: list = [[lake.uri(k) for k in snaps]] + ([seller_id] if with_seller_param else [])
+        con.execute(f"CREATE TEMP TABLE t AS {sql}", params)  # noqa: S608 - constant SQL
+        con.execute("COPY t TO ? (FORMAT parquet, COMPRESSION zstd)", [lake.uri(out)])
+    finally:
+        con.close()
+    rows = warehouse.replace_rows(table, [lake.uri(out)], key_columns=["seller_id"])
+    seller_rows = warehouse.query(f"SELECT count(*) AS n FROM {table} WHERE seller_id = ?", [seller_id])  # noqa: S608
+    return dg.MaterializeResult(
+        metadata=warehouse_table_metadata(
+            warehouse, table,
+            extra={"seller_id": seller_id, "seller_rows": int(seller_rows.column("n")[0].as_py()),
+                   "table_rows": rows, "snapshots": len(snaps)},
+        )
+    )
+
+
+@dg.asset(
+    key=AMAZON_DATA_KEY,
+    deps=[SNAPSHOT_KEY],
+    partitions_def=sellers_partitions,
+    group_name=GROUP,
+    kinds={"duckdb", "table"},
+    automation_condition=dg.AutomationCondition.eager(),
+    description=(
+        "`gold.amazon_data`: for each seller and ASIN, the row of the latest snapshot that listed it. Loaded per "
+        "seller (the seller's rows are replaced), so re-runs are idempotent."
+    ),
+)
+def amazon_data(context: dg.AssetExecutionContext, lake: Lake, warehouse: Warehouse) -> dg.MaterializeResult:
+    return _seller_table(context, lake, warehouse, "gold.amazon_data", AMAZON_DATA, _LATEST_SQL, False)
+
+
+@dg.asset(
+    key=HISTORY_KEY,
+    deps=[SNAPSHOT_KEY],
+    partitions_def=sellers_partitions,
+    group_name=GROUP,
+    kinds={"duckdb", "table"},
+    automation_condition=dg.AutomationCondition.eager(),
+    description=(
+        "`gold.amazon_data_history`: price and availability of every ASIN a seller ever listed, per snapshot "
+        "date (listed or not, previous price, price change, new/delisted/relisted)."
+    ),
+)
+def amazon_data_history(context: dg.AssetExecutionContext, lake: Lake, warehouse: Warehouse) -> dg.MaterializeResult:
+    return _seller_table(context, lake, warehouse, "gold.amazon_data_history", HISTORY, _HISTORY_SQL, True)
+
+
+@dg.asset(
+    key=INVENTORY_KEY,
+    group_name=GROUP,
+    kinds={"duckdb", "csv", "table"},
+    description=(
+        "`gold.distributor_inventory`: every CSV in `landing/distributor/` (sku, title, brand, cost, "
+        "quantity_available and any of asin/upc/ean/gtin; codes normalised to a check-digit-valid GTIN-14). "
+        "A SKU in several files: the newest file wins. Bad files and rows go to `quarantine/distributor/`."
+    ),
+)
+def distributor_inventory(context: dg.AssetExecutionContext, lake: Lake, warehouse: Warehouse) -> dg.MaterializeResult:
+    objects = [o for o in lake.list_objects(DISTRIBUTOR_LANDING) if o.key.lower().endswith(".csv")]
+    if not objects:
+        raise dg.Failure(f"no distributor files: drop CSVs in {lake.uri(DISTRIBUTOR_LANDING)}")
+    lake.delete_prefix(DISTRIBUTOR_QUARANTINE)
+    con = lake.engine()
+    bad_files: list[dict] = []
+    try:
+        matching.install_macros(con)
+        cols = matching.DISTRIBUTOR_COLUMNS + matching.ID_COLUMNS
+        con.execute("CREATE TEMP TABLE inv_src (" + ", ".join(f"{c} VARCHAR" for c in cols)
+                    + ", _file VARCHAR, _row BIGINT, _mtime DOUBLE)")
+        for obj in objects:
+            try:
+                tf = open_csv(lake.open_local(obj.key), required=matching.DISTRIBUTOR_COLUMNS)
+            except BadFileError as exc:
+                name = obj.key[len(DISTRIBUTOR_LANDING):]
+                lake.copy(obj.key, f"{DISTRIBUTOR_QUARANTINE}files/{name}")
+                reason = {"file": obj.key, "row": None, "field": None, "rule": exc.rule, "problem": exc.problem}
+                lake.write_bytes(f"{DISTRIBUTOR_QUARANTINE}files/{name}.reason.json", json.dumps(reason).encode())
+                bad_files.append(reason)
+                context.log.warning(f"quarantined {obj.key}: {exc.problem}")
+                continue
+            by_std = {standardize_column(h): h for h in tf.header}
+            select = []
+            for c in cols:
+                if c in by_std:
+                    select.append('"' + by_std[c].replace('"', '""') + '"')
+                else:
+                    select.append("NULL")
+            con.execute(
+                f"INSERT INTO inv_src SELECT {', '.join(select)}, ?, row_number() OVER (), ? "  # noqa: S608
+                "FROM read_csv(?, header = true, all_varchar = true, encoding = ?, strict_mode = false, null_padding = true)",
+                [obj.key, obj.last_modified, str(tf.path), tf.encoding],
+            )
+        rows_in = int(con.execute("SELECT count(*) FROM inv_src").fetchone()[0])
+        con.execute(matching.INVENTORY_RULED)
+        con.execute(f"CREATE TEMP TABLE inv_out AS {matching.INVENTORY_CLEAN}")  # noqa: S608
+        con.execute("COPY inv_out TO ? (FORMAT parquet, COMPRESSION zstd)", [lake.uri(DISTRIBUTOR_PROCESSED)])
+        removed = dict(con.execute("SELECT _rule, count(*) FROM inv_ruled WHERE _rule IS NOT NULL GROUP BY 1").fetchall())
+        if removed:
+            con.execute(f"COPY ({matching.INVENTORY_QUARANTINE}) TO ? (FORMAT parquet)",  # noqa: S608
+                        [lake.uri(DISTRIBUTOR_QUARANTINE + "rows/quarantined_rows.parquet")])
+        rows_out = int(con.execute("SELECT count(*) FROM inv_out").fetchone()[0])
+        invalid_gtin = int(con.execute("SELECT count(*) FROM inv_out WHERE gtin_invalid").fetchone()[0])
+    finally:
+        con.close()
+    superseded = rows_in - rows_out - sum(removed.values())
+    rows = warehouse.replace_table("gold.distributor_inventory", [lake.uri(DISTRIBUTOR_PROCESSED)])
+    return dg.MaterializeResult(
+        metadata=warehouse_table_metadata(
+            warehouse, "gold.distributor_inventory",
+            extra={"files": len(objects), "bad_files": dg.MetadataValue.json(bad_files), "rows_in": rows_in,
+                   "rows_out": rows, "quarantined_rows": dg.MetadataValue.json({k: int(v) for k, v in removed.items()}),
+                   "superseded_sku_rows": superseded, "invalid_gtin_ignored": invalid_gtin},
+        )
+    )
+
+
+@dg.asset(
+    key=MATCHES_KEY,
+    deps=[AMAZON_DATA_KEY, INVENTORY_KEY],
+    group_name=GROUP,
+    kinds={"duckdb", "table"},
+    automation_condition=dg.AutomationCondition.eager(),
+    description=(
+        "`gold.distributor_availability_matches`: for each seller product the distributor item that supplies it "
+        "(exact ASIN, then GTIN, then title+brand similarity >= 0.75 on blocked candidates; see "
+        "`ecommerce_assets.transforms.matching`), with cost, quantity, seller price, margin after the marketplace "
+        "fee (ECOMMERCE_MARKETPLACE_FEE_RATE) and ROI. One best match per product."
+    ),
+)
+def distributor_availability_matches(
+    context: dg.AssetExecutionContext, lake: Lake, warehouse: Warehouse
+) -> dg.MaterializeResult:
+    sellers = [o.key for o in lake.list_objects(AMAZON_DATA) if o.key.endswith("part.parquet")]
+    if not sellers:
+        raise dg.Failure(f"no seller products: materialize {AMAZON_DATA_KEY.to_user_string()} first")
+    if not lake.exists(DISTRIBUTOR_PROCESSED):
+        raise dg.Failure(f"no distributor inventory: materialize {INVENTORY_KEY.to_user_string()} first")
+    fee = get_settings().marketplace_fee_rate
+    con = lake.engine()
+    try:
+        res = matching.match(
+            con, [lake.uri(k) for k in sellers], lake.uri(DISTRIBUTOR_PROCESSED),
+            lake.uri(MATCHES + "matches.parquet"), lake.uri(MATCHES + "unmatched.parquet"), fee_rate=fee,
+        )
+        per_seller = con.execute(
+            "SELECT seller_id, match_method, count(*) FROM read_parquet(?) GROUP BY ALL ORDER BY ALL",
+            [lake.uri(MATCHES + "matches.parquet")],
+        ).fetchall()
+    finally:
+        con.close()
+    warehouse.replace_table("gold.distributor_availability_matches", [lake.uri(MATCHES + "matches.parquet")])
+    by_seller: dict[str, dict[str, int]] = {}
+    for seller, method, n in per_seller:
+        by_seller.setdefault(seller, {})[method] = int(n)
+    context.log.info(f"{res.matched_total} of {res.seller_products} seller products supplied: {res.matched}")
+    return dg.MaterializeResult(
+        metadata=warehouse_table_metadata(
+            warehouse, "gold.distributor_availability_matches",
+            extra={
+                "seller_products": res.seller_products, "distributor_items": res.distributor_items,
+                "supplied": res.matched_total, "supplied_by_method": dg.MetadataValue.json(res.matched),
+                "supplied_by_seller": dg.MetadataValue.json(by_seller), "unmatched": res.unmatched,
+                "title_candidate_pairs": res.candidate_pairs, "title_threshold": matching.TITLE_THRESHOLD,
+                "marketplace_fee_rate": fee,
+            },
+        )
+    )
+
+
+_REPORT_SQL = """
+SELECT 'supplied' AS status, seller_id, asin, product_title, seller_price, match_method, match_score,
+       distributor_sku, distributor_title, distributor_cost, quantity_available, marketplace_fee,
+       estimated_margin, margin_pct, roi
+FROM read_parquet(?)
+UNION ALL
+SELECT 'not_supplied', seller_id, asin, product_title, seller_price, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
+       NULL, NULL, NULL
+FROM read_parquet(?)
+ORDER BY status DESC, estimated_margin DESC NULLS LAST, seller_id, asin
+"""
+HTML_ROWS = 500
+
+
+def render_report_html(table: pa.Table, fee_rate: float, date: str) -> str:
+    """The buyer's HTML page: supplied products ranked by margin, then the unsupplied ones."""
+    rows = table.to_pylist()
+    supplied = [r for r in rows if r["status"] == "supplied"]
+    unsupplied = [r for r in rows if r["status"] != "supplied"]
+
+    def cell(v: object) -> str:
+        return "" if v is None else html.escape(str(v))
+
+    def tbl(items: list[dict], cols: list[str]) -> str:
+        head = "".join(f"<th>{html.escape(c)}</th>" for c in cols)
+        body = "".join("<tr>" + "".join(f"<td>{cell(r[c])}</td>" for c in cols) + "</tr>" for r in items[:HTML_ROWS])
+        more = f"<p>{len(items) - HTML_ROWS} more in the CSV.</p>" if len(items) > HTML_ROWS else ""
+        return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>{more}"
+
+    sup_cols = ["seller_id", "asin", "product_title", "seller_price", "distributor_sku", "distributor_cost",
+                "quantity_available", "estimated_margin", "margin_pct", "roi", "match_method", "match_score"]
+    return (
+        "<!doctype html><html><head><meta charset='utf-8'><title>Sourcing report</title><style>"
+        "body{font-family:sans-serif;margin:2em}table{border-collapse:collapse;font-size:13px}"
+        "td,th{border:1px solid #ccc;padding:3px 6px;text-align:left}th{background:#eee}</style></head><body>"
+        f"<h1>Sourcing report {html.escape(date)}</h1>"
+        f"<p>{len(supplied)} of {len(rows)} seller products can be supplied by the distributor. Margin = price "
+        f"- {fee_rate:.0%} marketplace fee - distributor cost; ROI = margin / cost.</p>"
+        f"<h2>Supplied, ranked by estimated margin</h2>{tbl(supplied, sup_cols)}"
+        f"<h2>Not supplied</h2>{tbl(unsupplied, ['seller_id', 'asin', 'product_title', 'seller_price'])}"
+        "</body></html>"
+    )
+
+
+@dg.asset(
+    key=REPORT_KEY,
+    deps=[MATCHES_KEY],
+    group_name=GROUP,
+    kinds={"csv", "html"},
+    automation_condition=dg.AutomationCondition.eager(),
+    description=(
+        "The buyer's sourcing report: every seller product, the supplied ones ranked by estimated margin, then "
+        "the ones the distributor cannot supply. CSV + HTML in `processed/catalog/reports/date=<d>/` and "
+        "`processed/catalog/reports/latest/`."
+    ),
+)
+def catalog_sourcing_report(context: dg.AssetExecutionContext, lake: Lake) -> dg.MaterializeResult:
+    date = dt.datetime.now(dt.UTC).date().isoformat()
+    con = lake.engine()
+    try:
+        table = con.execute(
+            _REPORT_SQL, [lake.uri(MATCHES + "matches.parquet"), lake.uri(MATCHES + "unmatched.parquet")]
+        ).fetch_arrow_table()
+    finally:
+        con.close()
+    fee = get_settings().marketplace_fee_rate
+    page = render_report_html(table, fee, date).encode()
+    buf = io.BytesIO()
+    pacsv.write_csv(table, buf, pacsv.WriteOptions(quoting_style="needed"))
+    csv = buf.getvalue()
+    keys = {}
+    for folder in (f"{REPORTS}date={date}/", f"{REPORTS}latest/"):
+        keys[folder + "sourcing_report.csv"] = lake.write_bytes(folder + "sourcing_report.csv", csv)
+        keys[folder + "sourcing_report.html"] = lake.write_bytes(folder + "sourcing_report.html", page)
+    supplied = sum(1 for s in table.column("status").to_pylist() if s == "supplied")
+    return dg.MaterializeResult(
+        metadata=table_metadata(
+            table.num_rows, table, uri=lake.uri(f"{REPORTS}latest/sourcing_report.html"),
+            extra={"supplied": supplied, "not_supplied": table.num_rows - supplied,
+                   "csv": dg.MetadataValue.path(lake.uri(f"{REPORTS}latest/sourcing_report.csv")),
+                   "html": dg.MetadataValue.path(lake.uri(f"{REPORTS}latest/sourcing_report.html"))},
+        )
+    )

@@ -1,0 +1,1 @@
+"""Orders ELT: landed orders/customers/products files and the products API -> warehouse -> dbt marts."""

@@ -1,0 +1,1 @@
+"""Streaming ingestion: HTTP API -> stream -> raw archive, key-value tables, ``gold.firehose_transactions``."""

@@ -1,0 +1,1 @@
+"""Event-driven transactions: generator, arrival sensor, daily-partitioned Parquet, catalog, seven analytics."""

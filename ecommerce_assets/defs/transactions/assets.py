@@ -1,0 +1,200 @@
+"""Event-driven transactions: landed JSON -> raw (registered once) -> processed Parquet -> seven analytics.
+
+``transactions_raw`` and ``transactions`` are partitioned by the landing date prefix
+(``landing/transactions/date=YYYY-MM-DD/``); the arrival sensor asks for one run per date with new files.
+The analytics are unpartitioned and refresh themselves (automation condition) after new partitions.
+"""
+
+
+import datetime as dt
+
+import dagster as dg
+
+from ecommerce_assets.metadata import table_metadata, warehouse_table_metadata
+from ecommerce_assets.resources.lake import Lake
+from ecommerce_assets.resources.lake_catalog import LakeCatalog
+from ecommerce_assets.resources.warehouse import Warehouse
+from ecommerce_assets.settings import get_settings
+from ecommerce_assets.transforms import transactions as tx
+
+GROUP = "transactions"
+LANDING = "landing/transactions/"
+RAW = "raw/transactions/"
+SUPERSEDED = "_superseded/"
+ANALYTICS_PREFIX = "processed/analytics/transactions/"
+START_DATE = "2020-01-01"
+CATALOG_TABLE = "transactions"
+
+daily = dg.DailyPartitionsDefinition(start_date=START_DATE, end_offset=1)
+_interval = get_settings().generator_interval_minutes
+
+
+@dg.asset(
+    group_name=GROUP,
+    partitions_def=daily,
+    kinds={"json", "s3" if get_settings().env == "aws" else "file"},
+    freshness_policy=dg.FreshnessPolicy.time_window(
+        fail_window=dt.timedelta(minutes=3 * _interval), warn_window=dt.timedelta(minutes=2 * _interval)
+    ),
+    description=(
+        "Every transaction file landed in `landing/transactions/date=YYYY-MM-DD/`, registered unchanged in "
+        f"`raw/transactions/date=YYYY-MM-DD/`. Files are expected every {_interval} minutes (the generator "
+        "or the shop): the freshness policy warns after two intervals without a new file and fails after three. "
+        "A file landed again with other content replaces the raw copy; the old copy is kept under `_superseded/`."
+    ),
+)
+def transactions_raw(context: dg.AssetExecutionContext, lake: Lake) -> dg.MaterializeResult:
+    date = context.partition_key
+    landing, raw = f"{LANDING}date={date}/", f"{RAW}date={date}/"
+    registered: list[str] = []
+    unchanged = superseded = 0
+    for obj in lake.list_objects(landing):
+        raw_key = raw + obj.key[len(landing):]
+        if lake.exists(raw_key):
+            old = lake.stat(raw_key)
+            if old.size == obj.size and lake.read_bytes(raw_key) == lake.read_bytes(obj.key):
+                unchanged += 1
+                continue
+            lake.copy(raw_key, f"{raw}{SUPERSEDED}{obj.key[len(landing):]}.{old.version}")
+            superseded += 1
+        lake.copy(obj.key, raw_key)
+        registered.append(raw_key)
+    files = [o for o in lake.list_objects(raw) if f"/{SUPERSEDED}" not in o.key]
+    context.log.info(f"{date}: {len(registered)} new file(s), {unchanged} unchanged, {superseded} superseded")
+    return dg.MaterializeResult(
+        metadata={
+            "files": len(files),
+            "bytes": sum(o.size for o in files),
+            "newly_registered": len(registered),
+            "newly_registered_keys": dg.MetadataValue.json(registered[:100]),
+            "unchanged": unchanged,
+            "superseded": superseded,
+            "dagster/uri": dg.MetadataValue.path(lake.uri(raw)),
+        }
+    )
+
+
+RECONCILES = dg.AssetCheckSpec(
+    "counts_reconcile", asset="transactions", blocking=True,
+    description="records in = records out + records quarantined, and files in = files ok + files quarantined.",
+)
+UNIQUE_IDS = dg.AssetCheckSpec(
+    "transaction_id_unique", asset="transactions",
+    description="No transaction_id appears twice in the partition (a producer sending a record twice).",
+)
+NO_BAD_FILES = dg.AssetCheckSpec(
+    "no_quarantined_files", asset="transactions",
+    description="No file of the partition went whole to quarantine (not JSON, or empty).",
+)
+
+
+@dg.asset(
+    group_name=GROUP,
+    partitions_def=daily,
+    deps=[transactions_raw],
+    kinds={"duckdb", "parquet"},
+    check_specs=[RECONCILES, UNIQUE_IDS, NO_BAD_FILES],
+    description=(
+        "Typed transactions in `processed/transactions/date=YYYY-MM-DD/transactions.parquet` (one file per "
+        "landing date): typed columns plus year, month, day, hour, day_of_week (Monday = 0), discount ("
+        + tx.DISCOUNT_RULE + ") and final_amount. Bad records go to "
+        "`quarantine/transactions/date=.../records.parquet` with file, row, field and rule; files that are not "
+        "JSON go whole to `quarantine/transactions/date=.../files/`. A re-run replaces the partition exactly. "
+        "Registered in the catalog as `lake.transactions` (DuckDB view locally, Glue table in aws mode)."
+    ),
+)
+def transactions(
+    context: dg.AssetExecutionContext, lake: Lake, catalog: LakeCatalog
+) -> dg.MaterializeResult:
+    date = context.partition_key
+    raw = f"{RAW}date={date}/"
+    objects = [o for o in lake.list_objects(raw) if f"/{SUPERSEDED}" not in o.key]
+    result = tx.transform_partition(lake, date, objects)
+    for bad in result.bad_files:
+        context.log.warning(f"quarantined file {bad['file']}: {bad['rule']}: {bad['problem']}")
+    for rule, n in sorted(result.by_rule.items()):
+        context.log.warning(f"quarantined {n} record(s) of {date}: {rule} ({tx.RULES[rule]})")
+
+    con = lake.engine()
+    try:
+        if result.output_key:
+            uri = lake.uri(result.output_key)
+            preview = con.execute("SELECT * FROM read_parquet(?) LIMIT 10", [uri]).to_arrow_table()
+            dupes = con.execute(
+                "SELECT transaction_id, count(*) AS n FROM read_parquet(?) GROUP BY 1 HAVING n > 1 "
+                "ORDER BY n DESC, 1 LIMIT 5", [uri]
+            ).fetchall()
+        else:
+            import pyarrow as pa
+
+            uri, preview, dupes = lake.uri(tx.partition_prefix(tx.PROCESSED, date)), pa.table({}), []
+    finally:
+        con.close()
+    registration = (
+        catalog.register_lake_prefix(lake, tx.PROCESSED, catalog.default_database, CATALOG_TABLE)
+        if any(o.key.endswith(".parquet") for o in lake.list_objects(tx.PROCESSED)) else None
+    )
+    counts = result.as_metadata()
+    return dg.MaterializeResult(
+        metadata=table_metadata(
+            result.records_out, preview, uri=uri,
+            extra={
+                **{k: dg.MetadataValue.json(v) if isinstance(v, list | dict) else v for k, v in counts.items()},
+                "catalog": dg.MetadataValue.json(
+                    registration if isinstance(registration, dict) else str(registration)
+                ),
+            },
+        ),
+        check_results=[
+            dg.AssetCheckResult(
+                check_name=RECONCILES.name, passed=result.reconciles,
+                metadata={k: counts[k] for k in ("files_in", "files_ok", "files_quarantined", "records_in",
+                                                 "records_out", "records_quarantined")},
+            ),
+            dg.AssetCheckResult(
+                check_name=UNIQUE_IDS.name, passed=not dupes, severity=dg.AssetCheckSeverity.WARN,
+                metadata={"duplicated_ids": dg.MetadataValue.json([list(d) for d in dupes])},
+            ),
+            dg.AssetCheckResult(
+                check_name=NO_BAD_FILES.name, passed=not result.bad_files, severity=dg.AssetCheckSeverity.WARN,
+                metadata={"bad_files": dg.MetadataValue.json(result.bad_files)},
+            ),
+        ],
+    )
+
+
+# refresh after any new partition of `transactions`; unlike plain eager(), do not wait for the
+# (thousands of) daily partitions that never had data
+ANALYTICS_AUTOMATION = dg.AutomationCondition.eager().without(~dg.AutomationCondition.any_deps_missing())
+
+
+def _analytics_asset(name: str, description: str) -> dg.AssetsDefinition:
+    table = f"analytics.transactions_{name}"
+
+    @dg.asset(
+        name=f"transactions_{name}",
+        group_name=GROUP,
+        deps=[transactions],
+        kinds={"duckdb", "parquet"},
+        automation_condition=ANALYTICS_AUTOMATION,
+        description=f"{description} Over every processed partition; loaded as warehouse table `{table}`.",
+    )
+    def _asset(context: dg.AssetExecutionContext, lake: Lake, warehouse: Warehouse) -> dg.MaterializeResult:
+        if not any(o.key.endswith(".parquet") for o in lake.list_objects(tx.PROCESSED)):
+            raise dg.Failure(description=f"no processed transactions yet below {lake.uri(tx.PROCESSED)}")
+        key = f"{ANALYTICS_PREFIX}{name}.parquet"
+        con = lake.engine()
+        try:
+            rows = tx.build_analytics(con, tx.processed_glob(lake), name, lake.output_uri(key))
+        finally:
+            con.close()
+        warehouse.replace_table(table, [lake.uri(key)])
+        context.log.info(f"{table}: {rows} row(s)")
+        return dg.MaterializeResult(
+            metadata=warehouse_table_metadata(warehouse, table, extra={"parquet_uri": dg.MetadataValue.path(lake.uri(key))})
+        )
+
+    return _asset
+
+
+analytics_assets = [_analytics_asset(name, desc) for name, (desc, _sql) in tx.ANALYTICS.items()]

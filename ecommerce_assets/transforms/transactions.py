@@ -1,0 +1,409 @@
+"""Transactions: landed JSON files -> typed, Hive-partitioned Parquet, with quarantine and reconciliation.
+
+Input files may hold one JSON object, a JSON array of objects, or JSON lines (several formats may be
+mixed in one batch). All files of a partition are read by ONE DuckDB ``read_json_objects`` statement,
+streamed into a local intermediate Parquet file, so memory stays bounded by the engine's limit.
+
+Rules (the first that applies names the record's quarantine reason):
+
+1. ``empty_file`` / ``not_json`` (whole file): the file is empty or cannot be parsed as a JSON object,
+   array or JSON lines (the parser's message is kept). The whole file goes to quarantine.
+2. ``not_an_object``: a record that is not a JSON object (e.g. a number inside an array).
+3. ``missing_<field>``: a required field is absent, ``null`` or an empty string.
+4. ``wrong_type_<field>``: text fields must be strings; ``quantity`` an integer; ``price`` and
+   ``total_amount`` numbers; ``timestamp`` an ISO-8601 date-time string (an offset such as ``+02:00`` or
+   ``Z`` is converted to UTC; no offset means UTC).
+5. ``non_positive_quantity`` / ``non_positive_price``: quantity <= 0 or price <= 0.
+
+Kept records get typed columns (money as DECIMAL(18,2)), ``year, month, day, hour``,
+``day_of_week`` (Monday = 0), and the users' discount rule: **10 % of total_amount when total_amount >=
+500.00, 5 % when it is >= 100.00, otherwise 0** (rounded to the cent); ``final_amount = total_amount -
+discount``. ``source_file`` is the lake key of the file a record came from.
+
+Reconciliation, in every result: ``records_in = records_out + records_quarantined`` and ``files_in =
+files_ok + files_quarantined``. Quarantined records carry ``file, row`` (1-based position of the record
+in its file: the array index, or the non-blank line for JSON lines), ``field``, ``rule``, ``reason`` and
+the record's JSON text.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import tempfile
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import duckdb
+import pyarrow as pa
+
+from ecommerce_assets.resources.lake import Lake, LakeObject
+
+PROCESSED = "processed/transactions/"
+QUARANTINE = "quarantine/transactions/"
+INTERMEDIATE = "intermediate/transactions/"
+DATA_FILE = "transactions.parquet"
+
+STRING_FIELDS = ("transaction_id", "customer_id", "product_id", "product_name", "category")
+FIELDS = (
+    "transaction_id", "timestamp", "customer_id", "product_id", "product_name", "category",
+    "quantity", "price", "total_amount",
+)
+RULES: dict[str, str] = {
+    "empty_file": "the file is empty",
+    "not_json": "the file is not a JSON object, JSON array or JSON lines",
+    "not_an_object": "the record is not a JSON object",
+    **{f"missing_{f}": f"{f} is missing, null or empty" for f in FIELDS},
+    **{f"wrong_type_{f}": f"{f} must be a string" for f in STRING_FIELDS},
+    "wrong_type_timestamp": "timestamp must be an ISO-8601 date-time string",
+    "wrong_type_quantity": "quantity must be an integer",
+    "wrong_type_price": "price must be a number",
+    "wrong_type_total_amount": "total_amount must be a number",
+    "non_positive_quantity": "quantity <= 0",
+    "non_positive_price": "price <= 0",
+}
+DISCOUNT_RULE = "10% of total_amount when total_amount >= 500.00, 5% when >= 100.00, else 0 (rounded to the cent)"
+
+_MALFORMED_FILE = re.compile(r'in file "(.+?)"')
+_OFFSET = r"[T ]\d{2}:\d{2}(:\d{2}(\.\d+)?)?([+-])(\d{2}):?(\d{2})$"
+
+
+def _v(i: int) -> str:
+    return f"v[{i + 1}]"
+
+
+def _rule_sql() -> str:
+    """The CASE expression naming the first rule a parsed record breaks (NULL when it is good)."""
+    whens = ["WHEN jt <> 'OBJECT' THEN 'not_an_object'"]
+    for i, f in enumerate(FIELDS):
+        whens.append(
+            f"WHEN {_v(i)} IS NULL OR json_type({_v(i)}) = 'NULL' "
+            f"OR (json_type({_v(i)}) = 'VARCHAR' AND trim(json_extract_string({_v(i)}, '$')) = '') "
+            f"THEN 'missing_{f}'"
+        )
+    for i, f in enumerate(FIELDS):
+        t = f"json_type({_v(i)})"
+        if f in STRING_FIELDS:
+            ok = f"{t} = 'VARCHAR'"
+        elif f == "timestamp":
+            ok = f"{t} = 'VARCHAR' AND try_cast(json_extract_string({_v(i)}, '$') AS TIMESTAMP) IS NOT NULL"
+        elif f == "quantity":
+            ok = f"{t} IN ('BIGINT', 'UBIGINT')"
+        else:
+            ok = f"{t} IN ('BIGINT', 'UBIGINT', 'DOUBLE') AND try_cast({_v(i)} AS DECIMAL(18,2)) IS NOT NULL"
+        whens.append(f"WHEN NOT ({ok}) THEN 'wrong_type_{f}'")
+    whens.append(f"WHEN try_cast({_v(FIELDS.index('quantity'))} AS BIGINT) <= 0 THEN 'non_positive_quantity'")
+    whens.append(f"WHEN try_cast({_v(FIELDS.index('price'))} AS DECIMAL(18,2)) <= 0 THEN 'non_positive_price'")
+    return "CASE " + " ".join(whens) + " END"
+
+
+def _typed_sql() -> str:
+    s = lambda f: f"json_extract_string({_v(FIELDS.index(f))}, '$')"  # noqa: E731
+    ts = s("timestamp")
+    offset = (
+        f"CASE WHEN length({ts}) > 19 AND regexp_matches({ts}, '{_OFFSET}') THEN "
+        f"(CASE regexp_extract({ts}, '{_OFFSET}', 3) WHEN '-' THEN -1 ELSE 1 END) * "
+        f"(CAST(regexp_extract({ts}, '{_OFFSET}', 4) AS INTEGER) * 60 "
+        f"+ CAST(regexp_extract({ts}, '{_OFFSET}', 5) AS INTEGER)) ELSE 0 END"
+    )
+    cols = [f"{s(f)} AS {f}" for f in STRING_FIELDS]
+    cols += [
+        f"try_cast({ts} AS TIMESTAMP) - to_minutes(CAST({offset} AS BIGINT)) AS timestamp",
+        f"try_cast({_v(FIELDS.index('quantity'))} AS BIGINT) AS quantity",
+        f"try_cast({_v(FIELDS.index('price'))} AS DECIMAL(18,2)) AS price",
+        f"try_cast({_v(FIELDS.index('total_amount'))} AS DECIMAL(18,2)) AS total_amount",
+    ]
+    return ", ".join(cols)
+
+
+_READ_ALL = "read_json_objects(?, format = 'auto', filename = true)"
+_PATHS = "[" + ", ".join(f"'$.{f}'" for f in FIELDS) + "]"
+_RULE = _rule_sql()
+_TYPED = _typed_sql()
+
+
+def _checked_sql(source: str) -> str:
+    """Parse + rule + typed columns over ``source`` (a relation with ``filename`` and ``json``)."""
+    return (
+        f"SELECT filename, {_RULE} AS rule, * EXCLUDE (v, jt, json, filename) FROM ("  # noqa: S608
+        f"SELECT filename, json, jt, v, {_TYPED} FROM ("
+        f"SELECT filename, json, json_type(json) AS jt, json_extract(json, {_PATHS}) AS v FROM {source}))"
+    )
+
+
+_OUTPUT_SELECT = """
+SELECT transaction_id, "timestamp", customer_id, product_id, product_name, category, quantity, price,
+       total_amount, discount, total_amount - discount AS final_amount,
+       year("timestamp")::INTEGER AS year, month("timestamp")::INTEGER AS month, day("timestamp")::INTEGER AS day,
+       hour("timestamp")::INTEGER AS hour, (isodow("timestamp") - 1)::INTEGER AS day_of_week,
+       source_file
+FROM (
+  SELECT *, round(CASE WHEN total_amount >= 500 THEN total_amount * 0.10
+                       WHEN total_amount >= 100 THEN total_amount * 0.05 ELSE 0 END, 2)::DECIMAL(18,2) AS discount,
+         files_map.file AS source_file
+  FROM read_parquet(?) AS c LEFT JOIN files_map USING (filename) WHERE rule IS NULL
+)
+"""
+
+
+@dataclass
+class PartitionResult:
+    """What one partition's transform did; the counts reconcile."""
+
+    date: str
+    files_in: int = 0
+    files_ok: int = 0
+    records_in: int = 0
+    records_out: int = 0
+    records_quarantined: int = 0
+    by_rule: dict[str, int] = field(default_factory=dict)
+    bad_files: list[dict[str, str]] = field(default_factory=list)  # {"file", "rule", "problem"}
+    output_key: str | None = None
+    quarantine_keys: list[str] = field(default_factory=list)
+
+    @property
+    def files_quarantined(self) -> int:
+        return len(self.bad_files)
+
+    @property
+    def reconciles(self) -> bool:
+        return (
+            self.records_in == self.records_out + self.records_quarantined
+            and self.files_in == self.files_ok + self.files_quarantined
+            and sum(self.by_rule.values()) == self.records_quarantined
+        )
+
+    def as_metadata(self) -> dict[str, object]:
+        return {
+            "files_in": self.files_in, "files_ok": self.files_ok, "files_quarantined": self.files_quarantined,
+            "records_in": self.records_in, "records_out": self.records_out,
+            "records_quarantined": self.records_quarantined, "quarantined_by_rule": dict(sorted(self.by_rule.items())),
+            "bad_files": self.bad_files, "reconciles": self.reconciles, "discount_rule": DISCOUNT_RULE,
+        }
+
+
+def partition_prefix(zone_prefix: str, date: str) -> str:
+    return f"{zone_prefix}date={date}/"
+
+
+def _write_parquet(con: duckdb.DuckDBPyConnection, sql: str, params: list, uri: str) -> None:
+    """Stream the result of ``sql`` (parameters bound) into a Parquet file at ``uri``."""
+    con.sql(sql, params=params).write_parquet(uri, compression="zstd", row_group_size=122_880)
+
+
+def _find_unparseable(con: duckdb.DuckDBPyConnection, uris: list[str]) -> dict[str, str]:
+    """The files among ``uris`` that DuckDB cannot parse as JSON, with the parser's message (bisection)."""
+    try:
+        con.execute("SELECT count(*) FROM read_json_objects(?, format = 'auto')", [uris]).fetchone()
+        return {}
+    except duckdb.InvalidInputException as exc:
+        if len(uris) == 1:
+            return {uris[0]: str(exc).split("\n")[0]}
+    mid = len(uris) // 2
+    return _find_unparseable(con, uris[:mid]) | _find_unparseable(con, uris[mid:])
+
+
+def _parse_all(
+    con: duckdb.DuckDBPyConnection, uris: list[str], checked_uri: str
+) -> dict[str, str]:
+    """Parse every file into ``checked_uri`` (Parquet) in one statement; return the unparseable files.
+
+    A malformed file makes the statement fail: it is taken out (named by the error, else found by
+    bisection) and the statement runs again over the rest.
+    """
+    bad: dict[str, str] = {}
+    todo = list(uris)
+    while todo:
+        try:
+            _write_parquet(con, _checked_sql(_READ_ALL), [todo], checked_uri)
+            return bad
+        except duckdb.InvalidInputException as exc:
+            m = _MALFORMED_FILE.search(str(exc))
+            named = m.group(1) if m and m.group(1) in todo else None
+            found = {named: str(exc).split("\n")[0]} if named else _find_unparseable(con, todo)
+            if not found:
+                raise
+            bad |= found
+            todo = [u for u in todo if u not in found]
+    return bad
+
+
+def _quarantined_records(
+    con: duckdb.DuckDBPyConnection, uri: str, label: str
+) -> list[tuple]:
+    """The bad records of one file with their 1-based position (the file is read in order, one thread)."""
+    con.execute("SET preserve_insertion_order = true")
+    threads = con.execute("SELECT current_setting('threads')").fetchone()[0]
+    con.execute("SET threads = 1")
+    try:
+        source = (
+            "(SELECT ? AS filename, json, row_number() OVER () AS _row "
+            "FROM read_json_objects(?, format = 'auto'))"
+        )
+        rows = con.execute(
+            f"SELECT c._row, c.rule, c.json FROM (SELECT _row, json, {_RULE} AS rule FROM ("  # noqa: S608
+            f"SELECT _row, json, json_type(json) AS jt, json_extract(json, {_PATHS}) AS v FROM {source})) c "
+            "WHERE c.rule IS NOT NULL ORDER BY c._row",
+            [label, uri],
+        ).fetchall()
+    finally:
+        con.execute("SET threads = ?", [int(threads)])
+        con.execute("SET preserve_insertion_order = false")
+    return [(label, int(r), _rule_field(rule), rule, RULES[rule], text) for r, rule, text in rows]
+
+
+def _rule_field(rule: str) -> str:
+    for prefix in ("missing_", "wrong_type_", "non_positive_"):
+        if rule.startswith(prefix):
+            return rule[len(prefix):]
+    return ""
+
+
+def transform_partition(
+    lake: Lake, date: str, objects: Sequence[LakeObject], *, part: str | None = None
+) -> PartitionResult:
+    """Turn the raw files of one date partition into ``processed/transactions/date=<date>/``, exactly.
+
+    The partition's Parquet and its quarantine are replaced (never appended): re-running a partition
+    gives the same rows. Returns the reconciled counts.
+
+    With ``part`` (the one-file-per-call Lambda way) nothing is deleted: the output is
+    ``date=<date>/part-<part>.parquet`` and the quarantine ``records-<part>.parquet``; the next partition
+    run of the sensor path replaces them with the partition's single file.
+    """
+    result = PartitionResult(date=date, files_in=len(objects))
+    out_prefix = partition_prefix(PROCESSED, date)
+    q_prefix = partition_prefix(QUARANTINE, date)
+    by_uri = {lake.uri(o.key): o.key for o in objects}
+    uris = []
+    for o in objects:
+        if o.size == 0:
+            result.bad_files.append({"file": o.key, "rule": "empty_file", "problem": RULES["empty_file"]})
+        else:
+            uris.append(lake.uri(o.key))
+
+    con = lake.engine()
+    tmp = Path(tempfile.mkdtemp(prefix="transactions-"))
+    try:
+        con.register("files_map", pa.table({"filename": list(by_uri), "file": list(by_uri.values())}))
+        checked = str(tmp / "checked.parquet")
+        unparseable = _parse_all(con, uris, checked) if uris else {}
+        for uri, problem in sorted(unparseable.items()):
+            result.bad_files.append({"file": by_uri[uri], "rule": "not_json", "problem": problem})
+        good_uris = [u for u in uris if u not in unparseable]
+
+        counts = (
+            con.execute("SELECT filename, rule, count(*) FROM read_parquet(?) GROUP BY ALL", [checked]).fetchall()
+            if good_uris else []
+        )
+        per_file_bad: dict[str, int] = {}
+        for filename, rule, n in counts:
+            result.records_in += n
+            if rule is None:
+                result.records_out += n
+            else:
+                result.records_quarantined += n
+                result.by_rule[rule] = result.by_rule.get(rule, 0) + n
+                per_file_bad[filename] = per_file_bad.get(filename, 0) + n
+        result.files_ok = len(good_uris)
+
+        # the partition is replaced exactly: old output and quarantine go, the new ones come in
+        if part is None:
+            lake.delete_prefix(out_prefix)
+            lake.delete_prefix(q_prefix)
+        if good_uris:
+            staging = f"{INTERMEDIATE}{uuid.uuid4().hex}/{DATA_FILE}"
+            _write_parquet(con, _OUTPUT_SELECT, [checked], lake.output_uri(staging))
+            result.output_key = out_prefix + (DATA_FILE if part is None else f"part-{part}.parquet")
+            lake.copy(staging, result.output_key)
+            lake.delete_prefix(staging.rsplit("/", 1)[0] + "/")
+
+        records: list[tuple] = []
+        for filename in sorted(per_file_bad):
+            rows = _quarantined_records(con, filename, by_uri.get(filename, filename))
+            if len(rows) != per_file_bad[filename]:
+                raise RuntimeError(f"{filename}: {per_file_bad[filename]} bad records, re-read found {len(rows)}")
+            records.extend(rows)
+        if records:
+            key = q_prefix + ("records.parquet" if part is None else f"records-{part}.parquet")
+            con.execute(
+                "CREATE OR REPLACE TEMP TABLE q (file VARCHAR, row BIGINT, field VARCHAR, rule VARCHAR, "
+                "reason VARCHAR, record VARCHAR)"
+            )
+            con.executemany("INSERT INTO q VALUES (?, ?, ?, ?, ?, ?)", records)
+            con.execute("COPY q TO ? (FORMAT parquet)", [lake.output_uri(key)])
+            result.quarantine_keys.append(key)
+        for bad in result.bad_files:
+            name = bad["file"].rsplit("/", 1)[-1]
+            dst = f"{q_prefix}files/{name}"
+            lake.copy(bad["file"], dst)
+            lake.write_bytes(dst + ".reason.json", json.dumps({**bad, "reason": RULES[bad["rule"]]}, indent=2).encode())
+            result.quarantine_keys.append(dst)
+    finally:
+        con.close()
+        shutil.rmtree(tmp, ignore_errors=True)
+    if not result.reconciles:
+        raise RuntimeError(f"transactions {date}: counts do not reconcile: {result.as_metadata()}")
+    return result
+
+
+# --- analytics: each a SELECT over the processed Parquet (bound as ``tx``) ---------------------------
+ANALYTICS: dict[str, tuple[str, str]] = {
+    "sales_by_category": (
+        "Revenue, units and orders per product category.",
+        """SELECT category, count(*) AS transactions, sum(quantity) AS units, sum(total_amount) AS gross_sales,
+                  sum(discount) AS discounts, sum(final_amount) AS net_sales, round(avg(final_amount), 2) AS avg_order_value
+           FROM tx GROUP BY category ORDER BY net_sales DESC, category""",
+    ),
+    "hourly_pattern": (
+        "Transactions and sales per hour of day (UTC), over all days.",
+        """SELECT hour, count(*) AS transactions, sum(final_amount) AS net_sales,
+                  round(avg(final_amount), 2) AS avg_order_value
+           FROM tx GROUP BY hour ORDER BY hour""",
+    ),
+    "top_customers": (
+        "The 20 customers with the highest lifetime value, with their first and last purchase.",
+        """SELECT customer_id, sum(final_amount) AS lifetime_value, count(*) AS transactions,
+                  min("timestamp") AS first_purchase, max("timestamp") AS last_purchase
+           FROM tx GROUP BY customer_id ORDER BY lifetime_value DESC, customer_id LIMIT 20""",
+    ),
+    "product_performance": (
+        "Units, revenue and buyers per product.",
+        """SELECT product_id, any_value(product_name) AS product_name, any_value(category) AS category,
+                  count(*) AS transactions, sum(quantity) AS units, sum(final_amount) AS net_sales,
+                  count(DISTINCT customer_id) AS customers, round(avg(price), 2) AS avg_price
+           FROM tx GROUP BY product_id ORDER BY net_sales DESC, product_id""",
+    ),
+    "daily_trend": (
+        "Transactions and sales per calendar day (of the transaction timestamp).",
+        """SELECT CAST("timestamp" AS DATE) AS day, count(*) AS transactions, sum(quantity) AS units,
+                  sum(final_amount) AS net_sales, count(DISTINCT customer_id) AS customers
+           FROM tx GROUP BY 1 ORDER BY 1""",
+    ),
+    "day_of_week_pattern": (
+        "Transactions and sales per day of week (Monday = 0).",
+        """SELECT day_of_week, dayname(min("timestamp")) AS day_name, count(*) AS transactions,
+                  sum(final_amount) AS net_sales, round(avg(final_amount), 2) AS avg_order_value
+           FROM tx GROUP BY day_of_week ORDER BY day_of_week""",
+    ),
+    "large_transactions": (
+        "Every transaction over 1,000 (total_amount > 1000.00).",
+        """SELECT transaction_id, "timestamp", customer_id, product_id, product_name, category, quantity,
+                  price, total_amount, discount, final_amount
+           FROM tx WHERE total_amount > 1000 ORDER BY total_amount DESC, transaction_id""",
+    ),
+}
+
+
+def processed_glob(lake: Lake) -> str:
+    return lake.uri(f"{PROCESSED}*/*.parquet")
+
+
+def build_analytics(con: duckdb.DuckDBPyConnection, processed_uri: str, name: str, out_uri: str) -> int:
+    """Compute analytic ``name`` over the processed Parquet into ``out_uri``; return its row count."""
+    con.read_parquet(processed_uri, hive_partitioning=True).to_view("tx", replace=True)
+    con.sql(ANALYTICS[name][1]).write_parquet(out_uri, compression="zstd")
+    return int(con.execute("SELECT count(*) FROM read_parquet(?)", [out_uri]).fetchone()[0])

@@ -1,0 +1,32 @@
+"""AWS Lambda on the Kinesis stream: each invocation's records -> the raw archive in the lake.
+
+Writes one ``archive/stream/date=<d>/batch-<first>-<last>.jsonl`` per shard in the event (the same
+file the Dagster asset ``stream/raw_archive`` writes for the same records: a retried invocation rewrites
+the same key with the same bytes). Event shape: see
+``ecommerce_assets.transforms.stream.records_from_kinesis_event``.
+"""
+
+from __future__ import annotations
+
+from functools import cache
+from typing import Any
+
+from ecommerce_assets.resources import build_resources
+from ecommerce_assets.resources.lake import Lake
+from ecommerce_assets.transforms import stream as ts
+
+
+@cache
+def _lake() -> Lake:
+    return build_resources()["lake"]
+
+
+def handler(event: dict[str, Any], context: Any = None) -> dict[str, Any]:
+    lake = _lake()
+    written = []
+    by_shard = ts.records_from_kinesis_event(event)
+    for records in by_shard.values():
+        key = ts.archive_key(ts.batch_date(records), records[0].sequence_number, records[-1].sequence_number)
+        lake.write_bytes(key, ts.to_jsonl(ts.archive_entry(r) for r in records))
+        written.append(key)
+    return {"archived": written, "records": sum(len(v) for v in by_shard.values())}

@@ -1,0 +1,30 @@
+"""AWS Lambda: land generated transactions (an EventBridge schedule, e.g. ``rate(5 minutes)``).
+
+Event shape (every field optional):
+
+    {"count": 5, "per_file": 1, "format": "object" | "array" | "lines", "seed": 42}
+
+Writes ``landing/transactions/date=<today>/transactions_<epoch>.json`` into the lake
+(``s3://$ECOMMERCE_S3_BUCKET/$ECOMMERCE_S3_PREFIX`` in aws mode) with the same seeded generator as
+``ecommerce-assets generate``. Returns ``{"files": n, "records": n, "keys": [...]}``.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from ecommerce_assets.resources.lake import Lake
+from ecommerce_assets.transactions_generator import generate_files, land
+from lambdas.transaction_json_to_parquet import _lake
+
+
+def handler(event: dict[str, Any] | None, context: Any = None, lake: Lake | None = None) -> dict[str, Any]:
+    event = event or {}
+    fmt = str(event.get("format", "object"))
+    per_file = 1 if fmt == "object" else int(event.get("per_file", 1))
+    seed = int(event["seed"]) if event.get("seed") is not None else int(time.time())
+    files, records, keys = land(
+        lake or _lake(), generate_files(int(event.get("count", 5)), per_file=per_file, fmt=fmt, seed=seed)
+    )
+    return {"files": files, "records": records, "keys": keys}

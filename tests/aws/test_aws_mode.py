@@ -1,0 +1,65 @@
+"""aws mode as a whole: the same resource keys as local mode, and the aws-only assets against moto."""
+
+from __future__ import annotations
+
+import importlib
+import sys
+
+import dagster as dg
+import pytest
+
+from ecommerce_assets.resources import build_local_resources
+from ecommerce_assets.resources.aws import build_aws
+from ecommerce_assets.resources.aws_warehouse import PostgresWarehouse, RedshiftWarehouse
+from ecommerce_assets.resources.s3_lake import S3Lake
+from ecommerce_assets.settings import get_settings
+
+
+def fresh_aws_assets():
+    sys.modules.pop("ecommerce_assets.defs.aws.assets", None)
+    return importlib.import_module("ecommerce_assets.defs.aws.assets")
+
+
+def test_aws_resources_have_the_local_keys_and_no_local_implementation(aws_env, postgres_db, monkeypatch, tmp_path):
+    monkeypatch.setenv("ECOMMERCE_WAREHOUSE", "postgres")
+    monkeypatch.setenv("ECOMMERCE_WAREHOUSE_DSN", postgres_db)
+    aws = build_aws(get_settings())
+    monkeypatch.setenv("ECOMMERCE_ENV", "local")
+    local = build_local_resources(get_settings())
+    assert set(local) <= set(aws)
+    assert isinstance(aws["lake"], S3Lake) and isinstance(aws["warehouse"], PostgresWarehouse)
+    assert not [k for k, r in aws.items() if type(r).__name__.startswith(("Local", "DuckDB"))]
+
+    monkeypatch.setenv("ECOMMERCE_ENV", "aws")
+    monkeypatch.setenv("ECOMMERCE_WAREHOUSE", "redshift")
+    with pytest.raises(ValueError, match="ECOMMERCE_REDSHIFT_IAM_ROLE"):
+        build_aws(get_settings())
+    monkeypatch.setenv("ECOMMERCE_REDSHIFT_IAM_ROLE", "arn:aws:iam::1:role/r")
+    assert isinstance(build_aws(get_settings())["warehouse"], RedshiftWarehouse)
+    monkeypatch.setenv("ECOMMERCE_WAREHOUSE", "duckdb")
+    with pytest.raises(ValueError, match="ECOMMERCE_WAREHOUSE"):
+        build_aws(get_settings())
+
+
+def test_glue_processed_tables_asset_registers_every_processed_table(aws_env, postgres_db, monkeypatch):
+    monkeypatch.setenv("ECOMMERCE_WAREHOUSE", "postgres")
+    monkeypatch.setenv("ECOMMERCE_WAREHOUSE_DSN", postgres_db)
+    aws_assets = fresh_aws_assets()  # defined only in aws mode
+    resources = build_aws(get_settings())
+    lake = resources["lake"]
+    con = lake.engine()
+    con.execute(f"COPY (SELECT 1 AS a, '2011-01-01' AS invoice_date) TO '{lake.uri('processed/r/cleaned')}' "  # noqa: S608
+                "(FORMAT parquet, PARTITION_BY (invoice_date))")
+    con.execute(f"COPY (SELECT 'x' AS k) TO '{lake.uri('processed/r/gold/customers.parquet')}'")  # noqa: S608
+    con.execute(f"COPY (SELECT 1 AS k) TO '{lake.uri('processed/r/_manifests/x.parquet')}'")  # noqa: S608
+    result = dg.materialize([aws_assets.glue_processed_tables], resources=resources)
+    assert result.success
+    meta = result.asset_materializations_for_node("aws__glue_processed_tables")[0].metadata
+    tables = {r["table"]: r for r in meta["registrations"].value}
+    assert set(tables) == {"ecommerce.r_cleaned", "ecommerce.r_gold"}
+    assert tables["ecommerce.r_cleaned"]["partitions"] == 1
+    glue = resources["glue_catalog"]
+    assert [k["Name"] for k in glue.get_table("ecommerce", "r_cleaned")["PartitionKeys"]] == ["invoice_date"]
+
+    monkeypatch.setenv("ECOMMERCE_ENV", "local")
+    assert not hasattr(fresh_aws_assets(), "glue_processed_tables")
