@@ -12,7 +12,7 @@ demo: setup  ## land the bundled samples and run every pipeline on the local lak
 	$(UV) run --frozen ecommerce-assets demo
 
 dbt-parse: setup  ## build the dbt manifest the Dagster definitions load
-	$(UV) run --frozen python -m ecommerce_assets.dbt_project
+	$(UV) run --frozen dbt parse --quiet --project-dir dbt --profiles-dir dbt
 
 test: setup dbt-parse  ## the whole test suite (needs PostgreSQL's binaries: scripts/ensure-postgres.sh)
 	bash scripts/ensure-postgres.sh

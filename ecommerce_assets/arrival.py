@@ -296,7 +296,7 @@ def arrival_sensor(
         description=description,
         minimum_interval_seconds=interval,
         default_status=default_status,
-        tags={ARRIVAL_TAG: "true"},
+        tags={ARRIVAL_TAG: "true", "ecommerce/catch_up": "true"},
     )
     def _sensor(context: dg.SensorEvaluationContext, lake: Lake) -> dg.SensorResult:
         cursor = ArrivalCursor.from_json(context.cursor)

@@ -1,8 +1,10 @@
 """Headless catch-up: what the sensors would do, once, then everything downstream (``ecommerce-assets run``).
 
-1. Every arrival sensor (tag ``ecommerce/arrival``) is evaluated once over the whole landing zone. Each run
-   request it makes is executed in process unless a successful run with the same run key already exists
-   (so this command, the daemon and earlier invocations never process the same batch twice).
+1. Every sensor tagged ``ecommerce/catch_up`` (the arrival sensors of every landing source and the stream
+   sensor) is evaluated with the cursor this command keeps for it in ``<state_dir>/catch_up_cursors.json``,
+   tick after tick until it asks for nothing more. Each run request is executed in process unless a
+   successful run with the same sensor and run key already exists (the daemon's runs included), so a batch
+   is never processed twice.
 2. Every unpartitioned asset downstream of what step 1 materialized is materialized once, in dependency order.
 
 Runs are recorded in the Dagster instance (``DAGSTER_HOME``), so they show in the UI like the daemon's.
@@ -10,6 +12,7 @@ Runs are recorded in the Dagster instance (``DAGSTER_HOME``), so they show in th
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -21,7 +24,8 @@ from dagster._core.storage.tags import RUN_KEY_TAG, SENSOR_NAME_TAG
 
 from ecommerce_assets.settings import get_settings
 
-ARRIVAL_TAG = "ecommerce/arrival"
+CATCH_UP_TAG = "ecommerce/catch_up"
+MAX_TICKS = 1000
 
 
 @dataclass
@@ -65,6 +69,53 @@ def _sensor_selection(sensor: dg.SensorDefinition) -> dg.AssetSelection:
     return selection
 
 
+def _tick(
+    defs: dg.Definitions,
+    instance: dg.DagsterInstance,
+    sensor: dg.SensorDefinition,
+    cursor: str | None,
+    resources: dict,
+) -> tuple[list[dg.RunRequest], str | None]:
+    """Evaluate ``sensor`` once from ``cursor``; apply its dynamic-partition requests; return its run requests."""
+    ctx = dg.build_sensor_context(
+        instance=instance, definitions=defs, sensor_name=sensor.name, resources=resources, cursor=cursor
+    )
+    result = sensor(ctx)
+    if isinstance(result, dg.SensorResult):
+        for req in result.dynamic_partitions_requests or []:
+            if isinstance(req, dg.AddDynamicPartitionsRequest):
+                instance.add_dynamic_partitions(req.partitions_def_name, list(req.partition_keys))
+        return list(result.run_requests or []), result.cursor if result.cursor is not None else ctx.cursor
+    requests = [r for r in (result if isinstance(result, list) else [result]) if isinstance(r, dg.RunRequest)]
+    return requests, ctx.cursor
+
+
+def _execute_request(
+    defs: dg.Definitions,
+    instance: dg.DagsterInstance,
+    sensor: dg.SensorDefinition,
+    req: dg.RunRequest,
+    report: CatchUpReport,
+    echo: Callable[[str], None],
+) -> bool:
+    """Execute one run request of ``sensor`` in process, tagged as the daemon would tag it."""
+    graph = defs.resolve_asset_graph()
+    tags = {**req.tags, SENSOR_NAME_TAG: sensor.name, **({RUN_KEY_TAG: req.run_key} if req.run_key else {})}
+    run_config = req.run_config if isinstance(req.run_config, dict) else None
+    if req.asset_selection is not None or sensor.job_name is None or sensor.job_name.startswith("__anonymous"):
+        keys = list((req.asset_selection or _sensor_selection(sensor)).resolve(graph))
+        job = defs.resolve_implicit_job_def_def_for_assets(keys)
+    else:
+        job, keys = defs.resolve_job_def(sensor.job_name), None
+    label = f"{sensor.name}: {req.run_key or 'run'}" + (f" [{req.partition_key}]" if req.partition_key else "")
+    echo(f"-> {label}")
+    ok, done = _run(job, instance, keys, partition_key=req.partition_key, tags=tags, run_config=run_config)
+    report.runs.append((label, ok))
+    report.materialized |= done
+    echo(f"   {'ok' if ok else 'FAILED'}: {', '.join(sorted(k.to_user_string() for k in done)) or 'nothing'}")
+    return ok
+
+
 def _already_done(instance: dg.DagsterInstance, sensor: str, run_key: str) -> bool:
     runs = instance.get_runs(
         filters=RunsFilter(tags={SENSOR_NAME_TAG: sensor, RUN_KEY_TAG: run_key}, statuses=[DagsterRunStatus.SUCCESS]),
@@ -87,6 +138,18 @@ def execute(
     job = defs.resolve_implicit_job_def_def_for_assets(keys)
     if job is None:
         raise ValueError(f"no single job can materialize {keys}")
+    return _run(job, instance, keys, partition_key=partition_key, tags=tags, run_config=run_config)
+
+
+def _run(
+    job: dg.JobDefinition,
+    instance: dg.DagsterInstance,
+    keys: list[dg.AssetKey] | None,
+    *,
+    partition_key: str | None,
+    tags: dict[str, str] | None,
+    run_config: dict | None,
+) -> tuple[bool, set[dg.AssetKey]]:
     result = job.execute_in_process(
         instance=instance,
         asset_selection=keys,
@@ -113,33 +176,30 @@ def catch_up(
         instance = dg.DagsterInstance.get()
     graph = defs.resolve_asset_graph()
     report = CatchUpReport()
-    resources = defs.resources or {}
+    resources = dict(defs.resources or {})
 
+    cursors_path = get_settings().state_dir / "catch_up_cursors.json"
+    cursors: dict[str, str] = json.loads(cursors_path.read_text()) if cursors_path.exists() else {}
     for sensor in defs.sensors or []:
-        if not isinstance(sensor, dg.SensorDefinition) or sensor.tags.get(ARRIVAL_TAG) != "true":
+        if not isinstance(sensor, dg.SensorDefinition) or sensor.tags.get(CATCH_UP_TAG) != "true":
             continue
-        ctx = dg.build_sensor_context(instance=instance, definitions=defs, sensor_name=sensor.name, resources=resources)
-        result = sensor(ctx)
-        requests = result.run_requests if isinstance(result, dg.SensorResult) else list(result or [])
-        if isinstance(result, dg.SensorResult) and result.dynamic_partitions_requests:
-            for req in result.dynamic_partitions_requests:
-                if isinstance(req, dg.AddDynamicPartitionsRequest):
-                    instance.add_dynamic_partitions(req.partitions_def_name, list(req.partition_keys))
-        for req in requests or []:
-            if req.run_key and _already_done(instance, sensor.name, req.run_key):
-                report.skipped_run_keys += 1
-                continue
-            keys = list((req.asset_selection or _sensor_selection(sensor)).resolve(graph))
-            label = f"{sensor.name}: {len(keys)} asset(s)" + (f" [{req.partition_key}]" if req.partition_key else "")
-            echo(f"-> {label}")
-            tags = {**req.tags, SENSOR_NAME_TAG: sensor.name, **({RUN_KEY_TAG: req.run_key} if req.run_key else {})}
-            ok, done = execute(
-                defs, instance, keys, partition_key=req.partition_key, tags=tags,
-                run_config=req.run_config if isinstance(req.run_config, dict) else None,
-            )
-            report.runs.append((label, ok))
-            report.materialized |= done
-            echo(f"   {'ok' if ok else 'FAILED'}: {', '.join(sorted(k.to_user_string() for k in done)) or 'nothing'}")
+        for _ in range(MAX_TICKS):
+            requests, cursor = _tick(defs, instance, sensor, cursors.get(sensor.name), resources)
+            failed = False
+            for req in requests:
+                if req.run_key and _already_done(instance, sensor.name, req.run_key):
+                    report.skipped_run_keys += 1
+                    continue
+                ok = _execute_request(defs, instance, sensor, req, report, echo)
+                failed = failed or not ok
+            if failed:
+                break  # keep the cursor before the failed batch, so the next catch-up retries it
+            if cursor is not None:
+                cursors[sensor.name] = cursor
+                cursors_path.parent.mkdir(parents=True, exist_ok=True)
+                cursors_path.write_text(json.dumps(cursors, indent=1, sort_keys=True))
+            if not requests:
+                break
 
     if report.materialized:
         downstream = dg.AssetSelection.assets(*report.materialized).downstream().resolve(graph)

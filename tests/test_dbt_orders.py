@@ -142,6 +142,7 @@ def _pipeline_twice(resources: dict, query) -> None:
     assert dim_products == api_ids | csv_ids
 
 
+@pytest.mark.slow
 def test_pipeline_twice_on_duckdb(local_resources: dict, products_sim: ProductsApiSim) -> None:
     resources = {**local_resources, "products_api": ProductsApi(base_url=products_sim.url, backoff_seconds=0.01)}
     wh = resources["warehouse"]
@@ -152,6 +153,7 @@ def test_pipeline_twice_on_duckdb(local_resources: dict, products_sim: ProductsA
     _pipeline_twice(resources, query)
 
 
+@pytest.mark.slow
 @pytest.mark.postgres
 def test_pipeline_twice_on_postgres(local_resources: dict, products_sim: ProductsApiSim, postgres_db: str,
                                     monkeypatch: pytest.MonkeyPatch) -> None:

@@ -54,7 +54,7 @@ class DuckDBViewCatalog(LakeCatalog):
         prefix = prefix if prefix.endswith("/") else prefix + "/"
         if not any(o.key.endswith(".parquet") for o in lake.list_objects(prefix)):
             raise FileNotFoundError(f"no Parquet files below {lake.uri(prefix)}")
-        pattern = lake.uri(prefix) + ("*/" * len(partition_keys)) + "*.parquet"
+        pattern = lake.uri(prefix).rstrip("/") + "/" + ("*/" * len(partition_keys)) + "*.parquet"
         name = f"{database}.{table}"
         # a view's definition cannot hold bound parameters: the path enters as an escaped literal
         ddl = (

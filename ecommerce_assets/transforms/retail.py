@@ -74,8 +74,10 @@ def load_source(con: duckdb.DuckDBPyConnection, files: Sequence[TextFile], file_
     return int(con.execute("SELECT count(*) FROM retail_src").fetchone()[0])
 
 
+# a table, not a view: the rule counts, the cleaned COPY and the quarantine COPY read it, so the
+# de-duplication window and the parsing run once instead of three times (about 2x faster end to end)
 _RULED = """
-CREATE OR REPLACE TEMP VIEW retail_ruled AS
+CREATE OR REPLACE TEMP TABLE retail_ruled AS
 WITH dup AS (
     SELECT *, row_number() OVER (
         PARTITION BY invoiceno, stockcode, description, quantity, invoicedate, unitprice, customerid, country

@@ -17,7 +17,7 @@ Rules (the first that applies names the record's quarantine reason):
 
 Kept records get typed columns (money as DECIMAL(18,2)), ``year, month, day, hour``,
 ``day_of_week`` (Monday = 0), and the users' discount rule: **10 % of total_amount when total_amount >=
-500.00, 5 % when it is >= 100.00, otherwise 0** (rounded to the cent); ``final_amount = total_amount -
+500.00, 5 % when it is >= 100.00, otherwise 0** (rounded half up to the cent); ``final_amount = total_amount -
 discount``. ``source_file`` is the lake key of the file a record came from.
 
 Reconciliation, in every result: ``records_in = records_out + records_quarantined`` and ``files_in =
@@ -65,7 +65,7 @@ RULES: dict[str, str] = {
     "non_positive_quantity": "quantity <= 0",
     "non_positive_price": "price <= 0",
 }
-DISCOUNT_RULE = "10% of total_amount when total_amount >= 500.00, 5% when >= 100.00, else 0 (rounded to the cent)"
+DISCOUNT_RULE = "10% of total_amount when total_amount >= 500.00, 5% when >= 100.00, else 0 (rounded half up to the cent)"
 
 _MALFORMED_FILE = re.compile(r'in file "(.+?)"')
 _OFFSET = r"[T ]\d{2}:\d{2}(:\d{2}(\.\d+)?)?([+-])(\d{2}):?(\d{2})$"

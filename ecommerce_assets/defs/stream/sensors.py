@@ -72,6 +72,7 @@ def _default_status() -> dg.DefaultSensorStatus:
 @dg.sensor(
     name="stream_sensor",
     job=stream_batch_job,
+    tags={"ecommerce/catch_up": "true"},
     minimum_interval_seconds=10,
     default_status=_default_status(),
     description=(
