@@ -70,7 +70,7 @@ def product(params: dict, work: Path) -> dict:
     from ecommerce_assets.transforms import retail
     from ecommerce_assets.transforms.files import open_csv
 
-    csv = prepare(params["size"])
+    csv = Path(params["csv"]) if params.get("csv") else prepare(params["size"])
     lake = LocalLake(base_dir=str(work / "lake"))
     cleaned, quarantine = "processed/online_retail/cleaned/", "quarantine/online_retail/rows/quarantined_rows.parquet"
 
@@ -98,7 +98,7 @@ def pandas_impl(params: dict, work: Path) -> dict:
     import numpy as np
     import pandas as pd
 
-    csv = prepare(params["size"])
+    csv = Path(params["csv"]) if params.get("csv") else prepare(params["size"])
 
     def run() -> dict:
         try:
@@ -227,7 +227,7 @@ def floor(params: dict, work: Path) -> dict:
 
     from ecommerce_assets.transforms.retail import STAR_SQL
 
-    csv = prepare(params["size"])
+    csv = Path(params["csv"]) if params.get("csv") else prepare(params["size"])
 
     def run() -> dict:
         con = duckdb.connect()

@@ -51,7 +51,7 @@ def product(params: dict, work: Path) -> dict:
     from ecommerce_assets.resources.lake import LocalLake
     from ecommerce_assets.transforms.transactions import transform_partition
 
-    root = prepare(params["size"])
+    root = Path(params["root"]) if params.get("root") else prepare(params["size"])
     # the product's lake: landing files hard-linked into a fresh lake (no copy, no shared state between runs)
     lake_dir = work / "lake"
     shutil.copytree(_landing(root), lake_dir / "raw" / "transactions", copy_function=lambda s, d: Path(d).hardlink_to(s))
@@ -96,7 +96,7 @@ COPY (
 def floor(params: dict, work: Path) -> dict:
     import duckdb
 
-    root = prepare(params["size"])
+    root = Path(params["root"]) if params.get("root") else prepare(params["size"])
 
     def run() -> dict:
         con = duckdb.connect()
@@ -116,7 +116,7 @@ def pandas_impl(params: dict, work: Path) -> dict:
     import numpy as np
     import pandas as pd
 
-    root = prepare(params["size"])
+    root = Path(params["root"]) if params.get("root") else prepare(params["size"])
     files = sorted(_landing(root).glob("*/*.json"))
 
     def run() -> dict:

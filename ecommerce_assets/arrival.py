@@ -12,11 +12,14 @@ How a tick stays O(new objects) and never misses or repeats an object:
   ``sweep_buckets`` older buckets per tick, round robin, so that a file dropped late into an old date
   folder is found within one sweep cycle (days / sweep_buckets ticks) without listing everything
   every tick. Older dates are never listed all at once.
-* **What is new in a bucket.** The cursor keeps per bucket a watermark (the newest ``last_modified``
-  seen) and the identities (key -> etag/mtime version) of the objects within ``margin_seconds`` below
-  it. An object is new when it is not older than ``watermark - margin`` and its identity is not in that
-  set: S3's one-second timestamps, uploads finishing out of order and clock skew inside the margin
-  cannot hide an object; a re-uploaded key (new etag/mtime) is new again; the set stays small.
+* **What is new in a bucket.** The cursor keeps per bucket a *horizon* and the identities (key ->
+  etag/mtime version) of the objects not older than it. The horizon is ``min(listing time - margin,
+  newest last_modified seen)``: an object that becomes visible after a listing has a ``last_modified``
+  no older than that listing's time minus ``margin_seconds`` (uploads finishing out of order, S3's
+  one-second timestamps, clock skew inside the margin). An object is new when it is not older than the
+  horizon and its identity is not in the set; a re-uploaded key (new etag/mtime) is new again. The set
+  holds only what landed in the last ``margin_seconds`` before a listing, so a burst of 100,000 files
+  leaves the cursor on the next tick after the margin.
 * **Batches and run keys.** New objects are batched into one run per bucket (a date partition); the run
   key is ``<sensor>:<bucket>:<sha1 of the batch's key@version list>``, so a tick evaluated twice with the
   same cursor (a daemon restart before the cursor was saved) asks for nothing Dagster has not already
@@ -56,8 +59,12 @@ DEFAULT_TIME_BUDGET_SECONDS = 40.0  # Dagster's default sensor evaluation timeou
 @dataclass
 class BucketState:
     watermark: float = 0.0
-    recent: dict[str, str] = field(default_factory=dict)  # key -> version, within the margin
+    recent: dict[str, str] = field(default_factory=dict)  # key below the bucket -> version, not settled yet
     tick: int = 0  # the scan that listed this bucket last (least recently listed go first)
+    horizon: float | None = None  # objects older than this are settled (None: watermark - margin)
+
+    def floor(self, margin_seconds: float) -> float:
+        return self.horizon if self.horizon is not None else self.watermark - margin_seconds
 
 
 @dataclass
@@ -77,7 +84,7 @@ class ArrivalCursor:
                 "sweep_after": self.sweep_after,
                 "tick": self.tick,
                 "buckets": {
-                    b: {"wm": s.watermark, "recent": dict(sorted(s.recent.items())), "t": s.tick}
+                    b: {"wm": s.watermark, "h": s.horizon, "recent": dict(sorted(s.recent.items())), "t": s.tick}
                     for b, s in sorted(self.buckets.items())
                 },
             },
@@ -92,21 +99,15 @@ class ArrivalCursor:
         return cls(
             latest_date=raw.get("latest_date"),
             buckets={
-                b: BucketState(float(s["wm"]), dict(s["recent"]), int(s.get("t", 0)))
+                b: BucketState(
+                    float(s["wm"]), dict(s["recent"]), int(s.get("t", 0)),
+                    None if s.get("h") is None else float(s["h"]),
+                )
                 for b, s in raw.get("buckets", {}).items()
             },
             sweep_after=raw.get("sweep_after"),
             tick=int(raw.get("tick", 0)),
         )
-
-    def seen(self, obj: LakeObject, bucket: str, margin_seconds: float = 300.0) -> bool:
-        """Whether ``obj`` (in ``bucket``) is already accounted for by this cursor."""
-        state = self.buckets.get(bucket)
-        if state is None:
-            return False
-        if state.recent.get(obj.key) == obj.version:
-            return True
-        return obj.last_modified < state.watermark - margin_seconds
 
 
 @dataclass(frozen=True)
@@ -204,12 +205,14 @@ def scan(
     time_budget_seconds: float | None = None,
     today: str | None = None,
     stats: list[ScanStats] | None = None,
+    now: float | None = None,
 ) -> tuple[list[Arrivals], ArrivalCursor]:
     """List what arrived below ``prefix`` since ``cursor``; return the batches and the next cursor.
 
     ``stats``, when given, receives one ``ScanStats`` describing the work done.
     """
     started = time.monotonic()
+    now = time.time() if now is None else now
     prefix = prefix if prefix.endswith("/") else prefix + "/"
     today = today or dt.datetime.now(dt.UTC).date().isoformat()
     wanted = tuple(s.lower() for s in suffixes) if suffixes else None
@@ -232,7 +235,8 @@ def scan(
             complete = False
             break
         state = cursor.buckets.get(bucket, BucketState())
-        floor = state.watermark - margin_seconds
+        floor = state.floor(margin_seconds)
+        cut = len(prefix + bucket)  # the cursor keeps keys relative to their bucket (a smaller cursor)
         watermark = state.watermark
         listed: list[LakeObject] = []
         new: list[LakeObject] = []
@@ -241,10 +245,12 @@ def scan(
                 continue
             listed.append(obj)
             watermark = max(watermark, obj.last_modified)
-            if obj.last_modified >= floor and state.recent.get(obj.key) != obj.version:
+            if obj.last_modified >= floor and state.recent.get(obj.key[cut:]) != obj.version:
                 new.append(obj)
-        recent = {o.key: o.version for o in listed if o.last_modified >= watermark - margin_seconds}
-        buckets[bucket] = BucketState(watermark=watermark, recent=recent, tick=cursor.tick + 1)
+        # settled: older than the margin before this listing (and not above the newest object seen)
+        horizon = max(floor, min(now - margin_seconds, watermark))
+        recent = {o.key[cut:]: o.version for o in listed if o.last_modified >= horizon}
+        buckets[bucket] = BucketState(watermark=watermark, recent=recent, tick=cursor.tick + 1, horizon=horizon)
         listed_buckets += 1
         listed_objects += len(listed)
         if bucket in sweep:

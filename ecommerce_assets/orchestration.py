@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -69,6 +70,38 @@ def _sensor_selection(sensor: dg.SensorDefinition) -> dg.AssetSelection:
     return selection
 
 
+def _ready(
+    graph: object,
+    instance: dg.DagsterInstance,
+    todo: list[dg.AssetKey],
+    materialized: set[dg.AssetKey],
+    echo: Callable[[str], None],
+) -> list[dg.AssetKey]:
+    """Drop the assets that have an input never materialized (nor about to be): building them would fail.
+
+    An asset API-sourced (fetched by a schedule, not landed) that never ran keeps its dependents waiting;
+    they are named, and built by the first catch-up after it has run.
+    """
+    selected = set(todo)
+    ready: list[dg.AssetKey] = []
+    waiting: dict[dg.AssetKey, dg.AssetKey] = {}
+    order = {k: i for i, k in enumerate(graph.toposorted_asset_keys)}  # type: ignore[attr-defined]
+    for key in sorted(todo, key=order.__getitem__):
+        for parent in graph.get(key).parent_keys:  # type: ignore[attr-defined]
+            if parent in waiting or (
+                parent not in selected and parent not in materialized
+                and graph.has(parent) and graph.get(parent).is_materializable  # type: ignore[attr-defined]
+                and instance.get_latest_materialization_event(parent) is None
+            ):
+                waiting[key] = waiting.get(parent, parent)
+                break
+        else:
+            ready.append(key)
+    for key, missing in waiting.items():
+        echo(f"   waiting: {key.to_user_string()} needs {missing.to_user_string()}, never materialized")
+    return ready
+
+
 def _tick(
     defs: dg.Definitions,
     instance: dg.DagsterInstance,
@@ -109,11 +142,17 @@ def _execute_request(
         job, keys = defs.resolve_job_def(sensor.job_name), None
     label = f"{sensor.name}: {req.run_key or 'run'}" + (f" [{req.partition_key}]" if req.partition_key else "")
     echo(f"-> {label}")
+    started = time.monotonic()
     ok, done = _run(job, instance, keys, partition_key=req.partition_key, tags=tags, run_config=run_config)
     report.runs.append((label, ok))
     report.materialized |= done
-    echo(f"   {'ok' if ok else 'FAILED'}: {', '.join(sorted(k.to_user_string() for k in done)) or 'nothing'}")
+    _echo_result(echo, ok, done, time.monotonic() - started)
     return ok
+
+
+def _echo_result(echo: Callable[[str], None], ok: bool, done: set[dg.AssetKey], seconds: float) -> None:
+    names = ", ".join(sorted(k.to_user_string() for k in done)) or "nothing"
+    echo(f"   {'ok' if ok else 'FAILED'} in {seconds:.1f}s: {names}")
 
 
 def _already_done(instance: dg.DagsterInstance, sensor: str, run_key: str) -> bool:
@@ -164,12 +203,29 @@ def _run(
     return result.success, done
 
 
+def scheduled_sources(defs: dg.Definitions) -> list[dg.AssetKey]:
+    """The unpartitioned assets a schedule fetches (API sources: nothing lands for them)."""
+    graph = defs.resolve_asset_graph()
+    keys: list[dg.AssetKey] = []
+    for schedule in defs.schedules or []:
+        if not isinstance(schedule, dg.ScheduleDefinition) or not schedule.has_anonymous_job:
+            continue
+        selection = getattr(schedule.target.resolvable_to_job, "selection", None)
+        if selection is not None:
+            keys += [k for k in selection.resolve(graph) if not graph.get(k).is_partitioned and k not in keys]
+    return keys
+
+
 def catch_up(
     defs: dg.Definitions | None = None,
     instance: dg.DagsterInstance | None = None,
     echo: Callable[[str], None] = print,
+    fetch: list[dg.AssetKey] | None = None,
 ) -> CatchUpReport:
-    """Run every arrival sensor once, execute what they ask for, then everything downstream."""
+    """Run every catch-up sensor, execute what they ask for, then everything downstream.
+
+    ``fetch``: assets to materialize first (API sources a schedule would fetch), their dependents included.
+    """
     defs = defs or load_definitions()
     if instance is None:
         ensure_dagster_home()
@@ -178,6 +234,13 @@ def catch_up(
     report = CatchUpReport()
     resources = dict(defs.resources or {})
 
+    if fetch:
+        echo(f"-> fetch: {', '.join(k.to_user_string() for k in fetch)}")
+        started = time.monotonic()
+        ok, done = execute(defs, instance, fetch, tags={"ecommerce/trigger": "catch-up fetch"})
+        report.runs.append(("fetch", ok))
+        report.materialized |= done
+        _echo_result(echo, ok, done, time.monotonic() - started)
     cursors_path = get_settings().state_dir / "catch_up_cursors.json"
     cursors: dict[str, str] = json.loads(cursors_path.read_text()) if cursors_path.exists() else {}
     for sensor in defs.sensors or []:
@@ -207,11 +270,13 @@ def catch_up(
             k for k in downstream
             if k not in report.materialized and not graph.get(k).is_partitioned and graph.get(k).is_materializable
         ]
+        todo = _ready(graph, instance, todo, report.materialized, echo)
         if todo:
             label = f"downstream: {len(todo)} asset(s)"
             echo(f"-> {label}")
+            started = time.monotonic()
             ok, done = execute(defs, instance, todo, tags={"ecommerce/trigger": "catch-up"})
             report.runs.append((label, ok))
             report.materialized |= done
-            echo(f"   {'ok' if ok else 'FAILED'}: {', '.join(sorted(k.to_user_string() for k in done)) or 'nothing'}")
+            _echo_result(echo, ok, done, time.monotonic() - started)
     return report

@@ -30,6 +30,7 @@ from urllib.parse import unquote_plus
 import boto3
 
 from ecommerce_assets.transforms import catalog
+from lambdas.dlq import with_dead_letter_queue
 
 PAGE_KEY = re.compile(
     r"^(?P<root>(?:.*/)?)raw/catalog/seller=(?P<seller>[^/]+)/date=(?P<date>\d{4}-\d{2}-\d{2})/page=(?P<page>\d+)\.json$"
@@ -69,6 +70,7 @@ def handle_page(s3: Any, bucket: str, key: str) -> dict[str, Any]:
             "written": written}
 
 
+@with_dead_letter_queue
 def handler(event: dict[str, Any], context: Any = None) -> dict[str, Any]:
     s3 = _s3()
     pages = []

@@ -63,13 +63,13 @@ def send_to_dead_letter_queue(handler: str, event: Any, error: BaseException, co
     return sent["MessageId"]
 
 
-def with_dead_letter_queue(fn: Callable[[Any, Any], Any]) -> Callable[[Any, Any], Any]:
+def with_dead_letter_queue(fn: Callable[..., Any]) -> Callable[..., Any]:
     """Wrap a Lambda handler: on any exception, send the event to the DLQ and re-raise."""
 
     @functools.wraps(fn)
-    def wrapper(event: Any, context: Any = None) -> Any:
-        try:
-            return fn(event, context)
+    def wrapper(event: Any, context: Any = None, **kwargs: Any) -> Any:
+        try:  # keyword arguments (e.g. ``lake=`` in tests and benchmarks) pass through unchanged
+            return fn(event, context, **kwargs)
         except Exception as error:
             try:
                 send_to_dead_letter_queue(f"{fn.__module__}.{fn.__name__}", event, error, context)

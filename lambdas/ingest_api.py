@@ -20,6 +20,7 @@ from ecommerce_assets import ingest_api
 from ecommerce_assets.resources.kv_store import KeyValueStore, build_kv_store
 from ecommerce_assets.resources.stream import Stream, build_stream
 from ecommerce_assets.settings import get_settings
+from lambdas.dlq import with_dead_letter_queue
 
 
 @cache
@@ -32,6 +33,7 @@ def _answer(status: int, payload: dict[str, Any]) -> dict[str, Any]:
     return {"statusCode": status, "headers": {"Content-Type": "application/json"}, "body": json.dumps(payload)}
 
 
+@with_dead_letter_queue
 def handler(event: dict[str, Any], context: Any = None) -> dict[str, Any]:
     method = (event.get("httpMethod") or event.get("requestContext", {}).get("http", {}).get("method") or "").upper()
     path = (event.get("path") or event.get("rawPath") or "/").rstrip("/") or "/"

@@ -14,6 +14,7 @@ from typing import Any
 
 from ecommerce_assets.resources import build_resources
 from ecommerce_assets.transforms import stream as ts
+from lambdas.dlq import with_dead_letter_queue
 
 
 @cache
@@ -21,6 +22,7 @@ def _resources() -> dict[str, Any]:
     return build_resources()
 
 
+@with_dead_letter_queue
 def handler(event: dict[str, Any], context: Any = None) -> dict[str, Any]:
     lake, kv_store = _resources()["lake"], _resources()["kv_store"]
     lines = quarantined = 0

@@ -16,9 +16,11 @@ from typing import Any
 
 from ecommerce_assets.resources.lake import Lake
 from ecommerce_assets.transactions_generator import generate_files, land
+from lambdas.dlq import with_dead_letter_queue
 from lambdas.transaction_json_to_parquet import _lake
 
 
+@with_dead_letter_queue
 def handler(event: dict[str, Any] | None, context: Any = None, lake: Lake | None = None) -> dict[str, Any]:
     event = event or {}
     fmt = str(event.get("format", "object"))

@@ -26,6 +26,7 @@ from urllib.parse import unquote_plus
 from ecommerce_assets.resources.lake import Lake
 from ecommerce_assets.settings import get_settings
 from ecommerce_assets.transforms.transactions import transform_partition
+from lambdas.dlq import with_dead_letter_queue
 
 KEY = re.compile(r"(?:^|/)((?:landing|raw)/transactions/date=(\d{4}-\d{2}-\d{2})/([^/]+))$")
 
@@ -41,6 +42,7 @@ def _lake() -> Lake:
     return build_local_resources(settings)["lake"]
 
 
+@with_dead_letter_queue
 def handler(event: dict[str, Any], context: Any = None, lake: Lake | None = None) -> dict[str, list]:
     lake = lake or _lake()
     root = get_settings().s3_prefix.strip("/")

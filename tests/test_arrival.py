@@ -278,3 +278,18 @@ def test_s3_pagination_past_1000_keys_exactly_once(moto_s3: str) -> None:
     client.put_object(Bucket=bucket, Key=f"lake/{SRC}date=2026-11-22/z-late.json", Body=b"[]")
     batches, _ = scan(s3_lake, SRC, cursor, today=TODAY)
     assert _keys(batches) == [f"{SRC}date=2026-11-22/z-late.json"]
+
+
+def test_a_burst_leaves_the_cursor_once_the_margin_has_passed(lake: CountingLake) -> None:
+    t = dt.datetime(2026, 11, 22, 8, tzinfo=dt.UTC).timestamp()
+    for i in range(50):
+        _drop(lake, f"{SRC}date={TODAY}/b{i:03d}.json", mtime=t + i * 0.01)
+    batches, cursor = scan(lake, SRC, ArrivalCursor(), today=TODAY, now=t + 5)
+    assert sum(len(b.objects) for b in batches) == 50
+    assert len(cursor.buckets[f"date={TODAY}/"].recent) == 50  # all inside the margin of this listing
+    batches, cursor = scan(lake, SRC, cursor, today=TODAY, now=t + 600)
+    assert batches == [] and len(cursor.buckets[f"date={TODAY}/"].recent) == 1  # only the newest remains
+    # an upload that started inside the margin of the last listing but finished after it is still new
+    _drop(lake, f"{SRC}date={TODAY}/slow.json", mtime=t + 600 - 120)
+    batches, _ = scan(lake, SRC, cursor, today=TODAY, now=t + 700)
+    assert _keys(batches) == [f"{SRC}date={TODAY}/slow.json"]

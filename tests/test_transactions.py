@@ -11,7 +11,7 @@ import dagster as dg
 import pytest
 
 from ecommerce_assets.resources.lake import LocalLake
-from ecommerce_assets.transactions_generator import PRODUCTS, generate_files, land
+from ecommerce_assets.transactions_generator import PRODUCTS, generate_files
 from ecommerce_assets.transforms import transactions as tx
 
 DATE = "2026-11-20"

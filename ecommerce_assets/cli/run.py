@@ -14,14 +14,20 @@ HELP = "catch up headless: process everything that has landed, then everything d
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--quiet", action="store_true", help="print only the summary")
+    parser.add_argument(
+        "--fetch", action="store_true",
+        help="also fetch the API sources first (the assets the schedules fetch, e.g. the products API)",
+    )
 
 
 def main(args: argparse.Namespace) -> int:
-    from ecommerce_assets.orchestration import catch_up
+    from ecommerce_assets.orchestration import catch_up, load_definitions, scheduled_sources
     from ecommerce_assets.reporting import print_summary
 
     start = time.monotonic()
-    report = catch_up(echo=(lambda _msg: None) if args.quiet else print)
+    defs = load_definitions()
+    fetch = scheduled_sources(defs) if args.fetch else None
+    report = catch_up(defs, echo=(lambda _msg: None) if args.quiet else print, fetch=fetch)
     if not report.runs:
         print(f"nothing new has landed ({report.skipped_run_keys} batch(es) already processed)")
     print_summary(report, time.monotonic() - start)

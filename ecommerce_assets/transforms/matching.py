@@ -15,8 +15,11 @@ Methods, in order; a seller product matched by an earlier method is not consider
    * gates (a near miss is the same brand with another model, size or colour): the tokens containing
      a digit (model numbers, sizes, pack counts) must be the same set, the size words (small, large,
      xl, ...) must be the same set, and when both titles name colours they must name the same ones;
-   * score = (Dice + containment) / 2 over the two token sets, where Dice = 2|A∩B|/(|A|+|B|) and
-     containment = |A∩B|/min(|A|,|B|) (a distributor's shorter title inside the seller's scores well).
+   * score over the two token sets, with Dice = 2|A∩B|/(|A|+|B|) and containment = |A∩B|/min(|A|,|B|):
+     when one title's words all appear in the other (a distributor's shorter wording of the seller's
+     title) score = (Dice + 1) / 2; when each title has words the other lacks (a conflicting attribute
+     such as "Wide Mouth" vs "Standard Mouth") score = Dice x containment, which keeps a one-word
+     conflict below the threshold for titles sharing up to 6 words.
 
    Candidates come ONLY from blocking: pairs sharing brand, digit tokens, size words and at least one
    of each side's ``BLOCK_TOKENS`` rarest tokens; a block with more than ``MAX_BLOCK_PAIRS`` pairs is too
@@ -87,7 +90,7 @@ def install_macros(con: duckdb.DuckDBPyConnection) -> None:
 _PREPARE = """
 CREATE OR REPLACE TEMP TABLE m_sp AS
 SELECT row_number() OVER () AS sp_id, seller_id, asin, product_title, product_price, snapshot_date,
-       gtin14(product_gtin) AS gtin
+       product_gtin AS gtin  -- already a validated GTIN-14 (transforms.catalog.gtin14)
 FROM read_parquet(?);
 
 CREATE OR REPLACE TEMP TABLE m_di AS
@@ -126,30 +129,34 @@ SELECT p.sp_id, arg_max(p.brand_key, p.k) AS brand_key
 FROM prefixes p JOIN m_brands b ON p.brand_key = b.brand_key
 GROUP BY p.sp_id;
 
-CREATE OR REPLACE TEMP TABLE m_feat AS
-WITH sp AS (
-    SELECT 's' AS side, s.sp_id AS id, sb.brand_key, clean_tokens(title_tokens(s.product_title), b.brand_toks) AS toks
-    FROM m_sp s JOIN m_sp_brand sb USING (sp_id) JOIN m_brands b USING (brand_key)
-), di AS (
-    SELECT 'd' AS side, d.di_id AS id, d.brand_key, clean_tokens(title_tokens(d.title), b.brand_toks) AS toks
-    FROM m_di d JOIN m_brands b USING (brand_key)
-    WHERE d.brand_key IN (SELECT brand_key FROM m_sp_brand)
-)
-SELECT side, id, brand_key, toks, digit_sig(toks) AS dsig, size_sig(toks) AS ssig, colours(toks) AS cols
-FROM (SELECT * FROM sp UNION ALL SELECT * FROM di)
-WHERE len(toks) > 0;
+CREATE OR REPLACE TEMP TABLE m_tok AS
+SELECT 's' AS side, s.sp_id AS id, sb.brand_key, title_tokens(s.product_title) AS raw
+FROM m_sp s JOIN m_sp_brand sb USING (sp_id)
+UNION ALL
+SELECT 'd' AS side, d.di_id AS id, d.brand_key, title_tokens(d.title) AS raw
+FROM m_di d WHERE d.brand_key IN (SELECT DISTINCT brand_key FROM m_sp_brand);
 
--- blocking keys: (brand, digit tokens, size words, one of the record's rarest tokens)
+CREATE OR REPLACE TEMP TABLE m_clean AS
+SELECT t.side, t.id, t.brand_key, clean_tokens(t.raw, b.brand_toks) AS toks
+FROM m_tok t JOIN m_brands b USING (brand_key);
+
+CREATE OR REPLACE TEMP TABLE m_feat AS
+SELECT side, id, brand_key, toks, digit_sig(toks) AS dsig, size_sig(toks) AS ssig, colours(toks) AS cols
+FROM m_clean WHERE len(toks) > 0;
+
+-- blocking keys: (brand, digit tokens, size words, one of the record's rarest tokens within the brand)
+CREATE OR REPLACE TEMP TABLE m_unnest AS
+SELECT side, id, brand_key, dsig, ssig, unnest(toks) AS token FROM m_feat;
+
 CREATE OR REPLACE TEMP TABLE m_blocks AS
-WITH tok AS (
-    SELECT side, id, brand_key, dsig, ssig, unnest(toks) AS token FROM m_feat
-), df AS (
-    SELECT brand_key, token, count(*) AS df FROM tok GROUP BY brand_key, token
-), ranked AS (
-    SELECT t.*, row_number() OVER (PARTITION BY t.side, t.id ORDER BY df.df, t.token) AS r
-    FROM tok t JOIN df USING (brand_key, token)
+WITH df AS (SELECT brand_key, token, count(*) AS df FROM m_unnest GROUP BY brand_key, token),
+rare AS (
+    SELECT u.side, u.id, any_value(u.brand_key) AS brand_key, any_value(u.dsig) AS dsig, any_value(u.ssig) AS ssig,
+           min_by(u.token, df.df * 1000000 + hash(u.token) % 1000000, {BLOCK_TOKENS}) AS tokens
+    FROM m_unnest u JOIN df USING (brand_key, token)
+    GROUP BY u.side, u.id
 )
-SELECT side, id, brand_key, dsig, ssig, token FROM ranked WHERE r <= {BLOCK_TOKENS};
+SELECT side, id, brand_key, dsig, ssig, unnest(tokens) AS token FROM rare;
 
 CREATE OR REPLACE TEMP TABLE m_pairs AS
 WITH sizes AS (
@@ -165,14 +172,19 @@ JOIN m_blocks s ON s.side = 's' AND s.brand_key = ok.brand_key AND s.dsig = ok.d
 JOIN m_blocks d ON d.side = 'd' AND d.brand_key = ok.brand_key AND d.dsig = ok.dsig AND d.ssig = ok.ssig AND d.token = ok.token;
 
 CREATE OR REPLACE TEMP TABLE m_title AS
-SELECT p.sp_id, p.di_id, 'title_brand' AS method,
-       round((2.0 * len(list_intersect(fs.toks, fd.toks)) / (len(fs.toks) + len(fd.toks))
-              + 1.0 * len(list_intersect(fs.toks, fd.toks)) / least(len(fs.toks), len(fd.toks))) / 2, 4) AS score,
+WITH scored AS (
+    SELECT p.sp_id, p.di_id, len(list_intersect(fs.toks, fd.toks)) AS inter,
+           least(len(fs.toks), len(fd.toks)) AS shorter, len(fs.toks) + len(fd.toks) AS total
+    FROM m_pairs p
+    JOIN m_feat fs ON fs.side = 's' AND fs.id = p.sp_id
+    JOIN m_feat fd ON fd.side = 'd' AND fd.id = p.di_id
+    WHERE (len(fs.cols) = 0 OR len(fd.cols) = 0 OR fs.cols = fd.cols)
+)
+SELECT sp_id, di_id, 'title_brand' AS method,
+       round(CASE WHEN inter = shorter THEN (2.0 * inter / total + 1.0) / 2
+                  ELSE (2.0 * inter / total) * (1.0 * inter / shorter) END, 4) AS score,
        3 AS rank_method
-FROM m_pairs p
-JOIN m_feat fs ON fs.side = 's' AND fs.id = p.sp_id
-JOIN m_feat fd ON fd.side = 'd' AND fd.id = p.di_id
-WHERE (len(fs.cols) = 0 OR len(fd.cols) = 0 OR fs.cols = fd.cols);
+FROM scored;
 """  # noqa: S608 - only the integer constants above are formatted in
 
 _BEST = """

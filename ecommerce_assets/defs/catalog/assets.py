@@ -170,8 +170,10 @@ def catalog_snapshot(context: dg.AssetExecutionContext, config: SnapshotConfig, 
     snap = seller_date_prefix(SNAPSHOTS, seller_id, date)
     con = lake.engine()
     try:
-        res = catalog_tf.build_snapshot(con, results, lake.uri(snap + "products.csv"), lake.uri(snap + "products.parquet"))
-        preview = con.execute("SELECT * FROM read_parquet(?) LIMIT 10", [lake.uri(snap + "products.parquet")]).fetch_arrow_table()
+        res = catalog_tf.build_snapshot(
+            con, results, lake.output_uri(snap + "products.csv"), lake.output_uri(snap + "products.parquet")
+        )
+        preview = con.execute("SELECT * FROM read_parquet(?) LIMIT 10", [lake.uri(snap + "products.parquet")]).to_arrow_table()
     finally:
         con.close()
     if res.issues:
@@ -247,7 +249,7 @@ def _seller_table(context: dg.AssetExecutionContext, lake: Lake, warehouse: Ware
     try:
         params: list = [[lake.uri(k) for k in snaps]] + ([seller_id] if with_seller_param else [])
         con.execute(f"CREATE TEMP TABLE t AS {sql}", params)  # noqa: S608 - constant SQL
-        con.execute("COPY t TO ? (FORMAT parquet, COMPRESSION zstd)", [lake.uri(out)])
+        con.execute("COPY t TO ? (FORMAT parquet, COMPRESSION zstd)", [lake.output_uri(out)])
     finally:
         con.close()
     rows = warehouse.replace_rows(table, [lake.uri(out)], key_columns=["seller_id"])
@@ -341,11 +343,11 @@ def distributor_inventory(context: dg.AssetExecutionContext, lake: Lake, warehou
         rows_in = int(con.execute("SELECT count(*) FROM inv_src").fetchone()[0])
         con.execute(matching.INVENTORY_RULED)
         con.execute(f"CREATE TEMP TABLE inv_out AS {matching.INVENTORY_CLEAN}")  # noqa: S608
-        con.execute("COPY inv_out TO ? (FORMAT parquet, COMPRESSION zstd)", [lake.uri(DISTRIBUTOR_PROCESSED)])
+        con.execute("COPY inv_out TO ? (FORMAT parquet, COMPRESSION zstd)", [lake.output_uri(DISTRIBUTOR_PROCESSED)])
         removed = dict(con.execute("SELECT _rule, count(*) FROM inv_ruled WHERE _rule IS NOT NULL GROUP BY 1").fetchall())
         if removed:
             con.execute(f"COPY ({matching.INVENTORY_QUARANTINE}) TO ? (FORMAT parquet)",  # noqa: S608
-                        [lake.uri(DISTRIBUTOR_QUARANTINE + "rows/quarantined_rows.parquet")])
+                        [lake.output_uri(DISTRIBUTOR_QUARANTINE + "rows/quarantined_rows.parquet")])
         rows_out = int(con.execute("SELECT count(*) FROM inv_out").fetchone()[0])
         invalid_gtin = int(con.execute("SELECT count(*) FROM inv_out WHERE gtin_invalid").fetchone()[0])
     finally:
@@ -379,8 +381,11 @@ def distributor_availability_matches(
     context: dg.AssetExecutionContext, lake: Lake, warehouse: Warehouse
 ) -> dg.MaterializeResult:
     sellers = [o.key for o in lake.list_objects(AMAZON_DATA) if o.key.endswith("part.parquet")]
-    if not sellers:
-        raise dg.Failure(f"no seller products: materialize {AMAZON_DATA_KEY.to_user_string()} first")
+    if not sellers:  # no seller fetched yet: an empty result (with its schema), not a failure
+        context.log.warning(f"no seller products yet: materialize {AMAZON_DATA_KEY.to_user_string()} for a seller")
+        empty = MATCHES + "_no_seller_products.parquet"
+        lake.write_bytes(empty, catalog_tf.to_parquet_bytes(catalog_tf.SCHEMA.empty_table()))
+        sellers = [empty]
     if not lake.exists(DISTRIBUTOR_PROCESSED):
         raise dg.Failure(f"no distributor inventory: materialize {INVENTORY_KEY.to_user_string()} first")
     fee = get_settings().marketplace_fee_rate
@@ -388,7 +393,7 @@ def distributor_availability_matches(
     try:
         res = matching.match(
             con, [lake.uri(k) for k in sellers], lake.uri(DISTRIBUTOR_PROCESSED),
-            lake.uri(MATCHES + "matches.parquet"), lake.uri(MATCHES + "unmatched.parquet"), fee_rate=fee,
+            lake.output_uri(MATCHES + "matches.parquet"), lake.output_uri(MATCHES + "unmatched.parquet"), fee_rate=fee,
         )
         per_seller = con.execute(
             "SELECT seller_id, match_method, count(*) FROM read_parquet(?) GROUP BY ALL ORDER BY ALL",
@@ -477,7 +482,7 @@ def catalog_sourcing_report(context: dg.AssetExecutionContext, lake: Lake) -> dg
     try:
         table = con.execute(
             _REPORT_SQL, [lake.uri(MATCHES + "matches.parquet"), lake.uri(MATCHES + "unmatched.parquet")]
-        ).fetch_arrow_table()
+        ).to_arrow_table()
     finally:
         con.close()
     fee = get_settings().marketplace_fee_rate

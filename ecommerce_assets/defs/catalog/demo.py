@@ -38,15 +38,18 @@ def run_demo_fetch(
     resources: dict[str, Any] | None = None,
     sellers: Sequence[str] | None = None,
     echo: Callable[[str], None] = print,
+    fetch_only: bool = False,
 ) -> DemoFetchResult:
     """Fetch and clean every configured seller, then match them with the distributor inventory.
 
     When ``ECOMMERCE_CATALOG_API_URL`` is unset (local mode) the simulator is started in a background thread
     on a free port for the duration of the call. The distributor sample must already be landed (``seed``).
+    With ``fetch_only`` only the raw pages are fetched: cleaning and matching are then left to the
+    ``raw/catalog/`` arrival sensor and the catch-up (the event-driven path, as in production).
     """
     from ecommerce_assets.catalog_sim import CatalogSimulator
     from ecommerce_assets.resources import build_resources
-    from ecommerce_assets.resources.catalog_api import SIMULATOR_KEY
+    from ecommerce_assets.resources.catalog_api import SIMULATOR_KEY, CatalogApiResource
 
     settings = settings or get_settings()
     resources = dict(resources or build_resources(settings))
@@ -55,31 +58,30 @@ def run_demo_fetch(
     sim = None
     if settings.env == "local" and not settings.catalog_api_url:
         sim = CatalogSimulator(port=0).start()
-        api = resources["catalog_api"]
-        resources["catalog_api"] = api.model_copy(update={"base_url": sim.url, "api_key": SIMULATOR_KEY})
+        resources["catalog_api"] = CatalogApiResource(
+            base_url=sim.url, api_key=SIMULATOR_KEY, host=settings.catalog_api_host, max_pages=settings.catalog_max_pages
+        )
         echo(f"catalog simulator listening on {sim.url}")
     result = DemoFetchResult(ok=True, simulator_url=sim.url if sim else None, sellers=seller_ids)
     try:
         instance.add_dynamic_partitions(SELLERS_PARTITIONS, seller_ids)
         for seller in seller_ids:
-            run = dg.materialize(SELLER_ASSETS, partition_key=seller, resources=resources, instance=instance,
+            run = dg.materialize(SELLER_ASSETS[:1] if fetch_only else SELLER_ASSETS, partition_key=seller, resources=resources, instance=instance,
                                  raise_on_error=False, tags={"ecommerce/trigger": "demo"})
             echo(f"catalog seller {seller}: {'ok' if run.success else 'FAILED'}")
             if not run.success:
                 result.failed.append(seller)
-        if len(result.failed) == len(seller_ids):
-            result.ok = False
+        if len(result.failed) == len(seller_ids) or fetch_only:
+            result.ok = not result.failed
             return result
         run = dg.materialize(SHARED_ASSETS, resources=resources, instance=instance, raise_on_error=False,
                              tags={"ecommerce/trigger": "demo"})
         result.ok = run.success and not result.failed
         if run.success:
-            for event in run.get_asset_materialization_events():
-                mat = event.asset_materialization
-                if mat and mat.asset_key == catalog_assets.MATCHES_KEY:
-                    result.supplied_by_method = dict(mat.metadata["supplied_by_method"].value)
-                if mat and mat.asset_key == catalog_assets.REPORT_KEY:
-                    result.report_html = str(mat.metadata["html"].value)
+            matches = run.asset_materializations_for_node(catalog_assets.MATCHES_KEY.to_python_identifier())
+            report = run.asset_materializations_for_node(catalog_assets.REPORT_KEY.to_python_identifier())
+            result.supplied_by_method = dict(matches[-1].metadata["supplied_by_method"].value)
+            result.report_html = str(report[-1].metadata["html"].value)
             echo(f"distributor can supply: {result.supplied_by_method}; report: {result.report_html}")
     finally:
         if sim:

@@ -313,9 +313,11 @@ def _arrival(source: str) -> dg.SensorDefinition:
 
 orders_arrival_sensor, customers_arrival_sensor, products_arrival_sensor = (_arrival(s) for s in FILE_SOURCES)
 
+API_SOURCES = [raw_asset_key("api_products"), cleaned_asset_key("api_products"), warehouse_asset_key("api_products")]
+
 products_api_daily = dg.ScheduleDefinition(
     name="orders_products_api_daily",
-    target=[raw_asset_key("api_products"), cleaned_asset_key("api_products"), warehouse_asset_key("api_products")],
+    target=API_SOURCES,
     cron_schedule="0 6 * * *",
     default_status=dg.DefaultScheduleStatus.STOPPED,
     description="Fetch the products API every day at 06:00 and load it (start it once the API URL is set).",

@@ -29,7 +29,12 @@ def transactions_request(batch: Arrivals) -> dg.RunRequest | None:
     tomorrow = (dt.datetime.now(dt.UTC).date() + dt.timedelta(days=1)).isoformat()
     if date is None or not (START_DATE <= date <= tomorrow):
         return None
-    return dg.RunRequest(partition_key=date, tags={"ecommerce/source": "transactions"})
+    # two small steps: run them in one process (no per-step subprocess start-up)
+    return dg.RunRequest(
+        partition_key=date,
+        tags={"ecommerce/source": "transactions"},
+        run_config={"execution": {"config": {"in_process": {}}}},
+    )
 
 
 transactions_arrival_sensor = arrival_sensor(

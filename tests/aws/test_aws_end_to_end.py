@@ -1,0 +1,219 @@
+"""The issue's "done when": the whole graph in aws mode (moto's server + PostgreSQL) gives the tables local mode gives.
+
+The same shipped samples are landed twice: in a local lake folder (``ECOMMERCE_ENV=local``, DuckDB
+warehouse) and in ``s3://<bucket>/lake/landing/<source>/`` on moto's server (``ECOMMERCE_ENV=aws``,
+PostgreSQL warehouse). Each time the catalog sellers are fetched from the catalog simulator (a real HTTP
+server on a free port), the shipped Online Retail sample is replayed through the ingestion API onto the
+stream (local log / Kinesis), and ``run_graph`` evaluates every arrival and stream sensor and runs what
+they ask for, then everything downstream (``tests/aws/e2e.py``). Then:
+
+* every warehouse table of local mode exists in PostgreSQL with the same rows (sorted rows of every
+  table compared after ``e2e.normalise``: numbers as floats rounded to 6 places, timestamps as naive UTC
+  ISO text, JSON as canonical text); the ``lake`` schema's DuckDB views are the Glue tables in aws mode;
+* the Parquet of the processed zone is in S3 and every processed table is registered in Glue;
+* the run-status sensor's summaries and a failed run's alert arrive in SNS (read through an SQS queue
+  subscribed to the topic), the failure also in the alerts dead-letter queue;
+* a Lambda handler given an event for an object that does not exist sends the event to the DLQ.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from pathlib import Path
+from typing import Any
+
+import boto3
+import dagster as dg
+import pytest
+
+from ecommerce_assets.catalog_sim import CatalogSimulator
+from ecommerce_assets.reporting import warehouse_tables
+from ecommerce_assets.resources import build_resources
+from ecommerce_assets.resources.catalog_api import SIMULATOR_KEY
+from ecommerce_assets.settings import get_settings
+from tests.aws.e2e import GraphRun, load_defs, normalised_rows, run_graph
+
+pytestmark = pytest.mark.slow
+
+LAKE_SCHEMA = "lake"  # local mode: DuckDB views over the processed zone; aws mode: Glue tables
+
+
+def land_and_run(resources: dict[str, Any], instance: dg.DagsterInstance) -> GraphRun:
+    """Land every domain's samples, fetch the catalog, replay the stream, run the graph (current environment)."""
+    from ecommerce_assets.defs.catalog.demo import run_demo_fetch
+    from ecommerce_assets.defs.stream.runner import run_stream_demo
+    from ecommerce_assets.demo import seed_steps
+
+    import time
+    t0 = time.monotonic()
+    def mark(what):
+        with open("/tmp/e2e/timing.txt", "a") as fh:
+            fh.write(f"{get_settings().env} {what} {time.monotonic() - t0:.1f}\n")
+    settings = get_settings()
+    lake = resources["lake"]
+    if settings.env == "aws":  # infrastructure the deployment creates (deploy/): the stream and the tables
+        resources["stream"].ensure()
+        resources["kv_store"].ensure()
+    for domain, seed in seed_steps():
+        assert seed(settings, lake), f"{domain} landed nothing"
+    mark("seeded")
+    fetch = run_demo_fetch(settings, instance=instance, resources=resources, echo=lambda _m: None)
+    mark("fetched")
+    run_stream_demo(settings, resources)
+    mark("replayed")
+    run = run_graph(load_defs(resources), instance, echo=mark)
+    mark("ran")
+    run.runs.insert(0, ("catalog demo fetch", fetch.ok))
+    return run
+
+
+def warehouse_contents(warehouse: Any) -> dict[str, tuple[list[str], list[tuple]]]:
+    return {name: normalised_rows(warehouse, name) for name, _ in warehouse_tables(warehouse)
+            if not name.startswith(f"{LAKE_SCHEMA}.")}
+
+
+@pytest.fixture
+def catalog_api(monkeypatch: pytest.MonkeyPatch):
+    """The catalog simulator on a free port, used by both modes (aws mode never starts one itself)."""
+    sim = CatalogSimulator(port=0).start()
+    monkeypatch.setenv("ECOMMERCE_CATALOG_API_URL", sim.url)
+    monkeypatch.setenv("ECOMMERCE_CATALOG_API_KEY", SIMULATOR_KEY)
+    yield sim
+    sim.stop()
+
+
+@pytest.fixture
+def local_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, catalog_api) -> dict[str, Any]:
+    """The whole graph in local mode on the samples; its warehouse contents and lake-catalog views."""
+    with monkeypatch.context() as mp:
+        home = tmp_path / "local_home"
+        home.mkdir()
+        mp.setenv("ECOMMERCE_ENV", "local")
+        mp.setenv("ECOMMERCE_DATA_DIR", str(tmp_path / "local_data"))
+        mp.setenv("DAGSTER_HOME", str(home))
+        resources = build_resources()
+        with dg.DagsterInstance.from_config(str(home)) as instance:
+            run = land_and_run(resources, instance)
+        tables = warehouse_tables(resources["warehouse"])
+        return {"run": run, "tables": warehouse_contents(resources["warehouse"]),
+                "lake_views": sorted(n.split(".", 1)[1] for n, _ in tables if n.startswith(f"{LAKE_SCHEMA}."))}
+
+
+def subscribe_queue(topic_arn: str) -> str:
+    """An SQS queue subscribed to the alerts topic (raw delivery), to read what SNS published."""
+    sqs, sns = boto3.client("sqs"), boto3.client("sns")
+    url = sqs.create_queue(QueueName=f"alerts-tap-{uuid.uuid4().hex[:8]}")["QueueUrl"]
+    arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    sns.subscribe(TopicArn=topic_arn, Protocol="sqs", Endpoint=arn, Attributes={"RawMessageDelivery": "true"})
+    return url
+
+
+def drain(url: str) -> list[dict]:
+    sqs, out = boto3.client("sqs"), []
+    while True:
+        got = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10, WaitTimeSeconds=0).get("Messages", [])
+        if not got:
+            return out
+        out += [json.loads(m["Body"]) for m in got]
+        sqs.delete_message_batch(QueueUrl=url, Entries=[{"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]}
+                                                        for i, m in enumerate(got)])
+
+
+def run_status_alerts(defs: dg.Definitions, instance: dg.DagsterInstance, run_id: str) -> None:
+    """Evaluate the alert sensor for one finished run, as the daemon does."""
+    run = instance.get_run_by_id(run_id)
+    assert run is not None
+    failed = run.status == dg.DagsterRunStatus.FAILURE
+    name = "alert_on_run_failure" if failed else "summarize_successful_run"
+    event_type = dg.DagsterEventType.RUN_FAILURE if failed else dg.DagsterEventType.RUN_SUCCESS
+    [record] = instance.get_records_for_run(run_id, of_type=event_type).records
+    sensor = defs.get_sensor_def(name)
+    context = dg.build_run_status_sensor_context(
+        sensor_name=name, dagster_instance=instance, dagster_run=run, dagster_event=record.event_log_entry.dagster_event,
+        resources={"notifier": defs.resources["notifier"]},
+    )
+    if failed:
+        sensor(context.for_run_failure())
+    else:
+        sensor(context)
+
+
+def test_aws_mode_gives_the_tables_local_mode_gives(local_run, aws_env, postgres_db, monkeypatch, tmp_path):
+    local = local_run
+    assert {"gold.customers", "gold.products", "gold.sales_transactions"} <= set(local["tables"])
+
+    monkeypatch.setenv("ECOMMERCE_WAREHOUSE", "postgres")
+    monkeypatch.setenv("ECOMMERCE_WAREHOUSE_DSN", postgres_db)
+    dlq_url = boto3.client("sqs").create_queue(QueueName=f"lambda-dlq-{uuid.uuid4().hex[:8]}")["QueueUrl"]
+    monkeypatch.setenv("ECOMMERCE_DLQ_URL", dlq_url)
+    tap = subscribe_queue(aws_env["ECOMMERCE_ALERTS_TOPIC_ARN"])
+    settings = get_settings()
+    resources = build_resources(settings)
+    lake, warehouse = resources["lake"], resources["warehouse"]
+    assert lake.uri("landing/online_retail/").startswith(f"s3://{aws_env['ECOMMERCE_S3_BUCKET']}/lake/landing/")
+
+    with dg.DagsterInstance.from_config(aws_env["DAGSTER_HOME"]) as instance:
+        aws = land_and_run(resources, instance)
+        Path("/tmp/e2e/outcome.json").write_text(json.dumps({"local": local["run"].outcome(), "aws": aws.outcome()}, indent=1))
+        assert aws.outcome() == local["run"].outcome()  # the same runs, each succeeding or failing alike
+        assert aws.materialized == local["run"].materialized
+
+        # --- same tables, same rows --------------------------------------------------------------------
+        tables = warehouse_contents(warehouse)
+        assert sorted(tables) == sorted(local["tables"])
+        for name, (columns, rows) in local["tables"].items():
+            assert tables[name][0] == columns, name
+            assert len(tables[name][1]) == len(rows), name
+            assert tables[name][1] == rows, f"{name}: rows differ"
+
+        # --- Parquet in S3, registered in Glue --------------------------------------------------------
+        defs = load_defs(resources)
+        glue_job = defs.resolve_implicit_job_def_def_for_assets([dg.AssetKey(["aws", "glue_processed_tables"])])
+        assert glue_job.execute_in_process(instance=instance, raise_on_error=False,
+                                           asset_selection=[dg.AssetKey(["aws", "glue_processed_tables"])]).success
+        s3_parquet = [o.key for o in lake.list_objects("processed/") if o.key.endswith(".parquet")]
+        assert s3_parquet and all(lake.uri(k).startswith("s3://") for k in s3_parquet)
+        glue = resources["glue_catalog"]
+        registered = {t["Name"] for page in boto3.client("glue").get_paginator("get_tables").paginate(
+            DatabaseName=settings.glue_database) for t in page["TableList"]}
+        from ecommerce_assets.resources.glue_catalog import parquet_table_roots
+
+        roots = parquet_table_roots(lake)
+        assert set(roots) <= registered and "online_retail_cleaned" in registered
+        cleaned = glue.get_table(settings.glue_database, "online_retail_cleaned")
+        assert cleaned["StorageDescriptor"]["Location"] == lake.uri(roots["online_retail_cleaned"])
+        assert glue.partitions(settings.glue_database, "online_retail_cleaned")  # invoice_date= partitions
+        for view in local["lake_views"]:  # what local mode exposes as DuckDB views is a Glue table here
+            assert view in registered, view
+
+        # --- alerts in SNS, a failed run's alert in the alerts DLQ ------------------------------------
+        last_run = instance.get_runs(limit=1)[0]
+        run_status_alerts(defs, instance, last_run.run_id)
+        bad = dict(resources, catalog_api=resources["catalog_api"].model_copy(update={"api_key": "wrong-key"}))
+        from ecommerce_assets.defs.catalog.demo import SELLER_ASSETS
+
+        seller = instance.get_dynamic_partitions("catalog_sellers")[0]
+        failed = dg.materialize(SELLER_ASSETS[:1], partition_key=seller, resources=bad, instance=instance,
+                                raise_on_error=False)
+        assert not failed.success
+        run_status_alerts(defs, instance, failed.run_id)
+        alerts = drain(tap)
+        assert [a["severity"] for a in alerts] == ["info", "error"]
+        assert alerts[0]["details"]["run_id"] == last_run.run_id
+        assert alerts[1]["details"]["run_id"] == failed.run_id and "catalog" in alerts[1]["details"]["failed_steps"][0]
+        assert [a["details"]["run_id"] for a in drain(aws_env["ECOMMERCE_ALERTS_DLQ_URL"])] == [failed.run_id]
+
+    # --- a Lambda's failing event in the DLQ -----------------------------------------------------------
+    from lambdas import copy_raw_object
+
+    missing = {"Records": [{"eventSource": "aws:s3", "eventName": "ObjectCreated:Put",
+                            "s3": {"bucket": {"name": aws_env["ECOMMERCE_S3_BUCKET"]},
+                                   "object": {"key": "lake/landing/online_retail/never-landed.csv"}}}]}
+    with pytest.raises(FileNotFoundError):
+        copy_raw_object.handler(missing, None)
+    [message] = drain(dlq_url)
+    assert message["event"] == missing and message["error_type"] == "FileNotFoundError"
+
+    # the whole graph ran: no run failed in either mode
+    assert not local["run"].failed, f"runs that fail in local and aws mode alike: {local['run'].failed}"
