@@ -5,7 +5,7 @@ The generator makes realistic catalogs: ~4,000 brands (two-word names), product 
 noun, a model number, features, a size with its unit (``32 Ounce``, ``10 Inch``, ``6 Quart``, ``24 Count``),
 a size word and a colour; distributor rows carry a SKU, cost, stock, an ASIN for 60 % of them and a valid
 UPC-A (GS1 check digit) for 50 %. Seller products are: 30 % the same ASIN as a distributor item, 15 %
-another ASIN but the item's UPC (or EAN-13), 30 % the item's title rewritten the way sellers write it
+another ASIN but the item's UPC (as the GTIN-14 ``gold.amazon_data`` carries), 30 % the item's title rewritten the way sellers write it
 (words reordered, units spelled differently, the brand repeated, extra marketing words), 25 % products
 the distributor does not carry (same brands, other models).
 """
@@ -116,7 +116,7 @@ def generate(size: str) -> tuple[Path, Path]:
         if k == 1:
             j = src_upc[i]
             out_title.append(titles[j] + " - " + extra[i % len(extra)])
-            out_gtin.append(upc[j] if i % 2 else "0" + upc[j])  # UPC-A or the same code as EAN-13
+            out_gtin.append("00" + upc[j])  # gold.amazon_data carries the code as a validated GTIN-14
         elif k == 2:
             j = src[i]
             short = UNITS[unit[j]][1]

@@ -110,17 +110,17 @@ def _tick(
     resources: dict,
 ) -> tuple[list[dg.RunRequest], str | None]:
     """Evaluate ``sensor`` once from ``cursor``; apply its dynamic-partition requests; return its run requests."""
-    ctx = dg.build_sensor_context(
+    with dg.build_sensor_context(
         instance=instance, definitions=defs, sensor_name=sensor.name, resources=resources, cursor=cursor
-    )
-    result = sensor(ctx)
-    if isinstance(result, dg.SensorResult):
-        for req in result.dynamic_partitions_requests or []:
-            if isinstance(req, dg.AddDynamicPartitionsRequest):
-                instance.add_dynamic_partitions(req.partitions_def_name, list(req.partition_keys))
-        return list(result.run_requests or []), result.cursor if result.cursor is not None else ctx.cursor
-    requests = [r for r in (result if isinstance(result, list) else [result]) if isinstance(r, dg.RunRequest)]
-    return requests, ctx.cursor
+    ) as ctx:  # a context manager: nested resources (S3Lake holds an S3Resource) are set up and torn down
+        result = sensor(ctx)
+        if isinstance(result, dg.SensorResult):
+            for req in result.dynamic_partitions_requests or []:
+                if isinstance(req, dg.AddDynamicPartitionsRequest):
+                    instance.add_dynamic_partitions(req.partitions_def_name, list(req.partition_keys))
+            return list(result.run_requests or []), result.cursor if result.cursor is not None else ctx.cursor
+        requests = [r for r in (result if isinstance(result, list) else [result]) if isinstance(r, dg.RunRequest)]
+        return requests, ctx.cursor
 
 
 def _execute_request(

@@ -131,3 +131,14 @@ def test_bad_files_raise_clear_errors(tmp_path: Path) -> None:
     empty.write_bytes(b"")
     with pytest.raises(BadFileError, match="empty file"):
         open_csv(empty, SOURCE_COLUMNS)
+
+
+def test_gzip_files_are_read(tmp_path: Path) -> None:
+    import gzip
+
+    plain = write_csv(tmp_path / "a.csv", [GOOD, with_(invoiceno="536366")])
+    gz = tmp_path / "b.csv.gz"
+    gz.write_bytes(gzip.compress(plain.read_bytes()))
+    assert open_csv(gz, SOURCE_COLUMNS).encoding == "utf-8"
+    result, cleaned, _ = run_clean(tmp_path, gz)
+    assert result.rows_out == 2 and {r["invoiceno"] for r in cleaned} == {"536365", "536366"}

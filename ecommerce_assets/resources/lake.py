@@ -96,6 +96,17 @@ class Lake(dg.ConfigurableResource):
         return con
 
 
+def _local_object(key: str, st: os.stat_result) -> LakeObject:
+    """A local file as a lake object. Its arrival time is the later of mtime and ctime: a file moved
+    (``mv``) into the landing folder keeps its old mtime, but the rename sets its ctime."""
+    return LakeObject(
+        key=key,
+        size=st.st_size,
+        version=f"{st.st_mtime_ns}-{st.st_size}",
+        last_modified=max(st.st_mtime, st.st_ctime),
+    )
+
+
 class LocalLake(Lake):
     """The lake as a local folder (``<ECOMMERCE_DATA_DIR>/lake``)."""
 
@@ -137,7 +148,7 @@ class LocalLake(Lake):
         keys.sort(key=lambda kv: kv[0])
         for key, entry in keys:
             st = entry.stat()
-            yield LakeObject(key=key, size=st.st_size, version=str(st.st_mtime_ns), last_modified=st.st_mtime)
+            yield _local_object(key, st)
 
     def list_prefixes(self, prefix: str) -> list[str]:
         folder = self._path(prefix)
@@ -171,7 +182,7 @@ class LocalLake(Lake):
 
     def stat(self, key: str) -> LakeObject:
         st = self._path(key).stat()
-        return LakeObject(key=key, size=st.st_size, version=str(st.st_mtime_ns), last_modified=st.st_mtime)
+        return _local_object(key, st)
 
     def delete_prefix(self, prefix: str) -> int:
         path = self._path(prefix)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import codecs
 import csv
+import gzip
 import io
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,11 +29,16 @@ class TextFile:
     header: list[str]
 
 
+def _open_bytes(path: Path) -> io.BufferedIOBase:
+    """The file's bytes, decompressed when it is gzip (``.gz``); DuckDB reads such files natively."""
+    return gzip.open(path, "rb") if path.name.lower().endswith(".gz") else path.open("rb")  # type: ignore[return-value]
+
+
 def detect_encoding(path: Path) -> str:
     """``utf-8`` when every byte decodes as UTF-8, else ``latin-1``; refuse binary and UTF-16/32 files."""
     decoder = codecs.getincrementaldecoder("utf-8")()
     utf8 = True
-    with path.open("rb") as fh:
+    with _open_bytes(path) as fh:
         first = True
         while chunk := fh.read(CHUNK):
             if first and chunk[:2] in (b"\xff\xfe", b"\xfe\xff") or b"\x00" in chunk:
@@ -58,8 +64,11 @@ def open_csv(path: Path, required: list[str]) -> TextFile:
     """Check ``path`` is a CSV in a known encoding whose standardized header has every ``required`` column."""
     if not path.is_file() or path.stat().st_size == 0:
         raise BadFileError(str(path), "empty file", "empty_file")
-    encoding = detect_encoding(path)
-    with path.open("r", encoding=encoding, newline="") as fh:
+    try:
+        encoding = detect_encoding(path)
+    except (OSError, EOFError) as exc:  # a corrupt .gz
+        raise BadFileError(str(path), f"cannot be read: {exc}", "unreadable_file") from exc
+    with io.TextIOWrapper(_open_bytes(path), encoding=encoding, newline="") as fh:
         first_line = fh.readline()
     try:
         header = next(csv.reader(io.StringIO(first_line)))

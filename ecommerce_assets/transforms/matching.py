@@ -52,7 +52,7 @@ COLOUR_WORDS = [
 DISTRIBUTOR_COLUMNS = ["sku", "title", "brand", "cost", "quantity_available"]
 ID_COLUMNS = ["asin", "upc", "ean", "gtin"]
 
-MACROS = f"""
+MACROS = """
 CREATE OR REPLACE TEMP MACRO gtin14(code) AS (
     WITH d AS (SELECT regexp_replace(coalesce(CAST(code AS VARCHAR), ''), '[^0-9]', '', 'g') AS digits)
     SELECT CASE WHEN length(digits) IN (8, 12, 13, 14) AND ltrim(digits, '0') <> ''
@@ -72,14 +72,7 @@ CREATE OR REPLACE TEMP MACRO norm_title(s) AS
         '(\\d+(?:\\.\\d+)?)\\s+(gb|tb|mb|mah|w|v|mm|cm|ml|l|lb|lbs|kg|g|person)\\b', '\\1\\2', 'g');
 CREATE OR REPLACE TEMP MACRO title_tokens(s) AS
     regexp_extract_all(norm_title(s), '[0-9]+(?:\\.[0-9]+)?[a-z]*|[a-z][a-z0-9]*');
-CREATE OR REPLACE TEMP MACRO clean_tokens(toks, brand_toks) AS list_distinct(
-    [t FOR t IN toks IF NOT list_contains({STOP_WORDS!r}, t) AND NOT list_contains(brand_toks, t)]);
-CREATE OR REPLACE TEMP MACRO digit_sig(toks) AS
-    array_to_string(list_sort([t FOR t IN toks IF regexp_matches(t, '[0-9]')]), ' ');
-CREATE OR REPLACE TEMP MACRO size_sig(toks) AS
-    array_to_string(list_sort([t FOR t IN toks IF list_contains({SIZE_WORDS!r}, t)]), ' ');
-CREATE OR REPLACE TEMP MACRO colours(toks) AS list_sort([t FOR t IN toks IF list_contains({COLOUR_WORDS!r}, t)]);
-"""  # noqa: S608 - built from the constant word lists above
+"""
 
 
 def install_macros(con: duckdb.DuckDBPyConnection) -> None:
@@ -87,20 +80,61 @@ def install_macros(con: duckdb.DuckDBPyConnection) -> None:
     con.execute(MACROS)
 
 
-_PREPARE = """
+def _words(words: list[str]) -> str:
+    return ", ".join(f"'{w}'" for w in words)
+
+
+_SELLERS = """
 CREATE OR REPLACE TEMP TABLE m_sp AS
 SELECT row_number() OVER () AS sp_id, seller_id, asin, product_title, product_price, snapshot_date,
        product_gtin AS gtin  -- already a validated GTIN-14 (transforms.catalog.gtin14)
-FROM read_parquet(?);
+FROM read_parquet(?)
+"""
 
+_INVENTORY = """
 CREATE OR REPLACE TEMP TABLE m_di AS
 SELECT row_number() OVER () AS di_id, sku, title, brand, cost, quantity_available,
        nullif(upper(trim(asin)), '') AS asin, gtin, compact(brand) AS brand_key
-FROM read_parquet(?);
-
-CREATE OR REPLACE TEMP TABLE m_brands AS
-SELECT brand_key, any_value(title_tokens(brand)) AS brand_toks FROM m_di WHERE brand_key <> '' GROUP BY brand_key;
+FROM read_parquet(?)
 """
+
+# each brand key's own title words (they are not title words of that brand's products); one brand spelling
+# per key (the first in sort order), so the result never depends on row order
+_BRANDS = """
+CREATE OR REPLACE TEMP TABLE m_brands AS
+SELECT brand_key, title_tokens(brand) AS brand_toks
+FROM (SELECT brand_key, min(brand) AS brand FROM m_di WHERE brand_key <> '' GROUP BY brand_key)
+"""
+
+_BRAND_TOKENS = "CREATE OR REPLACE TEMP TABLE m_brand_tok AS SELECT brand_key, unnest(brand_toks) AS token FROM m_brands"
+
+
+def _features_sql(target: str, source: str) -> list[str]:
+    """SQL making ``<target>_tok`` (id, brand_key, token: one row per distinct clean title token) and ``target``
+    (id, brand_key, toks, dsig, ssig, cols) for the records of ``source`` (id, brand_key, title) whose brand is a
+    distributor brand; a record left without tokens has no row. Set-based: one tokenising pass, the stop and
+    brand words removed by joins, the signatures by aggregates (no per-row list lambdas)."""
+    return [
+        f"""
+CREATE OR REPLACE TEMP TABLE {target}_tok AS
+SELECT DISTINCT u.id, u.brand_key, u.token
+FROM (SELECT s.id, s.brand_key, unnest(title_tokens(s.title)) AS token
+      FROM {source} s SEMI JOIN m_brands b ON s.brand_key = b.brand_key) u
+ANTI JOIN m_brand_tok b ON b.brand_key = u.brand_key AND b.token = u.token
+WHERE u.token NOT IN ({_words(STOP_WORDS)})
+""",
+        f"""
+CREATE OR REPLACE TEMP TABLE {target} AS
+SELECT id, any_value(brand_key) AS brand_key, list(token) AS toks,
+       coalesce(array_to_string(list_sort(list(token) FILTER (WHERE regexp_matches(token, '[0-9]'))), ' '), '')
+           AS dsig,
+       coalesce(array_to_string(list_sort(list(token) FILTER (WHERE token IN ({_words(SIZE_WORDS)}))), ' '), '')
+           AS ssig,
+       coalesce(list_sort(list(token) FILTER (WHERE token IN ({_words(COLOUR_WORDS)}))), []::VARCHAR[]) AS cols
+FROM {target}_tok GROUP BY id
+""",
+    ]  # noqa: S608 - built from table names and the constant word lists above
+
 
 _EXACT = """
 CREATE OR REPLACE TEMP TABLE m_exact AS
@@ -112,51 +146,53 @@ WITH a AS (
     FROM m_sp s JOIN m_di d ON s.gtin = d.gtin
     WHERE s.gtin IS NOT NULL AND s.sp_id NOT IN (SELECT sp_id FROM a)
 )
-SELECT * FROM a UNION ALL SELECT * FROM g;
+SELECT * FROM a UNION ALL SELECT * FROM g
 """
 
-_TITLE = f"""
--- seller side: brand from the first 1-4 title words, the longest known distributor brand wins
+# seller side: brand from the first 1-4 title words, the longest known distributor brand wins
+_SELLER_BRANDS = """
 CREATE OR REPLACE TEMP TABLE m_sp_brand AS
 WITH words AS (
     SELECT sp_id, string_split(trim(regexp_replace(lower(coalesce(product_title, '')), '\\s+', ' ', 'g')), ' ') AS w
-    FROM m_sp WHERE sp_id NOT IN (SELECT sp_id FROM m_exact)
+    FROM m_sp ANTI JOIN m_exact USING (sp_id)
 ), prefixes AS (
     SELECT sp_id, k, compact(array_to_string(w[1:k], '')) AS brand_key
     FROM words, range(1, 5) AS r(k) WHERE len(w) >= k
 )
 SELECT p.sp_id, arg_max(p.brand_key, p.k) AS brand_key
-FROM prefixes p JOIN m_brands b ON p.brand_key = b.brand_key
-GROUP BY p.sp_id;
+FROM prefixes p SEMI JOIN m_brands b ON p.brand_key = b.brand_key
+GROUP BY p.sp_id
+"""
 
-CREATE OR REPLACE TEMP TABLE m_tok AS
-SELECT 's' AS side, s.sp_id AS id, sb.brand_key, title_tokens(s.product_title) AS raw
-FROM m_sp s JOIN m_sp_brand sb USING (sp_id)
-UNION ALL
-SELECT 'd' AS side, d.di_id AS id, d.brand_key, title_tokens(d.title) AS raw
-FROM m_di d WHERE d.brand_key IN (SELECT DISTINCT brand_key FROM m_sp_brand);
+_SELLER_SOURCE = "(SELECT s.sp_id AS id, sb.brand_key, s.product_title AS title FROM m_sp s JOIN m_sp_brand sb USING (sp_id))"
+_DIRECT_SOURCE = "(SELECT di_id AS id, brand_key, title FROM m_di WHERE brand_key IN (SELECT brand_key FROM m_sp_brand))"
 
-CREATE OR REPLACE TEMP TABLE m_clean AS
-SELECT t.side, t.id, t.brand_key, clean_tokens(t.raw, b.brand_toks) AS toks
-FROM m_tok t JOIN m_brands b USING (brand_key);
+# A pair needs the same (brand, digit tokens, size words) on both sides: only records whose key occurs on
+# both sides can share a block, so only they get blocking keys. The token frequencies (``m_df``) count every
+# record of the brand on both sides, as the rule says.
+_BLOCKS = f"""
+CREATE OR REPLACE TEMP TABLE m_keys AS
+SELECT brand_key, dsig, ssig FROM m_sfeat INTERSECT SELECT brand_key, dsig, ssig FROM m_dfeat;
 
-CREATE OR REPLACE TEMP TABLE m_feat AS
-SELECT side, id, brand_key, toks, digit_sig(toks) AS dsig, size_sig(toks) AS ssig, colours(toks) AS cols
-FROM m_clean WHERE len(toks) > 0;
+CREATE OR REPLACE TEMP TABLE m_df AS
+SELECT brand_key, token, sum(n) AS df FROM (
+    SELECT brand_key, token, count(*) AS n FROM m_sfeat_tok GROUP BY ALL
+    UNION ALL
+    SELECT t.brand_key, t.token, t.n FROM m_ddf t SEMI JOIN m_brands b ON t.brand_key = b.brand_key
+) GROUP BY ALL;
 
 -- blocking keys: (brand, digit tokens, size words, one of the record's rarest tokens within the brand)
-CREATE OR REPLACE TEMP TABLE m_unnest AS
-SELECT side, id, brand_key, dsig, ssig, unnest(toks) AS token FROM m_feat;
-
 CREATE OR REPLACE TEMP TABLE m_blocks AS
-WITH df AS (SELECT brand_key, token, count(*) AS df FROM m_unnest GROUP BY brand_key, token),
-rare AS (
-    SELECT u.side, u.id, any_value(u.brand_key) AS brand_key, any_value(u.dsig) AS dsig, any_value(u.ssig) AS ssig,
-           min_by(u.token, df.df * 1000000 + hash(u.token) % 1000000, {BLOCK_TOKENS}) AS tokens
-    FROM m_unnest u JOIN df USING (brand_key, token)
-    GROUP BY u.side, u.id
+WITH rec AS (
+    SELECT 's' AS side, id, brand_key, dsig, ssig, toks FROM m_sfeat SEMI JOIN m_keys USING (brand_key, dsig, ssig)
+    UNION ALL
+    SELECT 'd' AS side, id, brand_key, dsig, ssig, toks FROM m_dfeat SEMI JOIN m_keys USING (brand_key, dsig, ssig)
+), u AS (
+    SELECT side, id, brand_key, dsig, ssig, unnest(toks) AS token FROM rec
 )
-SELECT side, id, brand_key, dsig, ssig, unnest(tokens) AS token FROM rare;
+SELECT u.side, u.id, u.brand_key, u.dsig, u.ssig, u.token
+FROM u JOIN m_df f ON f.brand_key = u.brand_key AND f.token = u.token
+QUALIFY row_number() OVER (PARTITION BY u.side, u.id ORDER BY f.df, hash(u.token) % 1000000, u.token) <= {BLOCK_TOKENS};
 
 CREATE OR REPLACE TEMP TABLE m_pairs AS
 WITH sizes AS (
@@ -176,15 +212,15 @@ WITH scored AS (
     SELECT p.sp_id, p.di_id, len(list_intersect(fs.toks, fd.toks)) AS inter,
            least(len(fs.toks), len(fd.toks)) AS shorter, len(fs.toks) + len(fd.toks) AS total
     FROM m_pairs p
-    JOIN m_feat fs ON fs.side = 's' AND fs.id = p.sp_id
-    JOIN m_feat fd ON fd.side = 'd' AND fd.id = p.di_id
+    JOIN m_sfeat fs ON fs.id = p.sp_id
+    JOIN m_dfeat fd ON fd.id = p.di_id
     WHERE (len(fs.cols) = 0 OR len(fd.cols) = 0 OR fs.cols = fd.cols)
 )
 SELECT sp_id, di_id, 'title_brand' AS method,
        round(CASE WHEN inter = shorter THEN (2.0 * inter / total + 1.0) / 2
                   ELSE (2.0 * inter / total) * (1.0 * inter / shorter) END, 4) AS score,
        3 AS rank_method
-FROM scored;
+FROM scored
 """  # noqa: S608 - only the integer constants above are formatted in
 
 _BEST = """
@@ -220,6 +256,64 @@ ORDER BY s.seller_id, s.asin
 """
 
 
+@dataclass(frozen=True)
+class PreparedInventory:
+    """A distributor inventory with its matching features computed once, when it was loaded
+    (:func:`prepare_inventory`): ``items.parquet`` (the inventory rows with a stable ``di_id``, ``brand_key`` and
+    the clean title tokens and signatures), ``token_counts.parquet`` (per brand, how many items have each token)
+    and ``brands.parquet`` (each brand key's own words). A match run against it tokenises only seller titles."""
+
+    uri: str  # a folder: ends with "/"
+
+    ITEMS = "items.parquet"
+    TOKEN_COUNTS = "token_counts.parquet"
+    BRANDS = "brands.parquet"
+
+    def part(self, name: str) -> str:
+        return self.uri.rstrip("/") + "/" + name
+
+
+def prepare_inventory(con: duckdb.DuckDBPyConnection, inventory_uri: str | list[str], prepared_uri: str) -> PreparedInventory:
+    """Tokenise the distributor inventory (Parquet, the ``gold.distributor_inventory`` columns) once and write it
+    with its matching features under the folder ``prepared_uri``; pass the result to :func:`match`.
+
+    ``match`` gives the same matches from the inventory itself or from its prepared form (the same SQL
+    computes the features in both cases); the prepared form only moves the distributor side's work to load time.
+    """
+    install_macros(con)
+    prepared = PreparedInventory(prepared_uri.rstrip("/") + "/")
+    con.execute(_INVENTORY, [inventory_uri])
+    con.execute(_BRANDS)
+    con.execute(_BRAND_TOKENS)
+    for stmt in _features_sql("m_dfeat", "(SELECT di_id AS id, brand_key, title FROM m_di)"):
+        con.execute(stmt)
+    con.execute(
+        "COPY (SELECT d.*, f.toks, f.dsig, f.ssig, f.cols FROM m_di d LEFT JOIN m_dfeat f ON f.id = d.di_id) "
+        "TO ? (FORMAT parquet, COMPRESSION zstd)", [prepared.part(prepared.ITEMS)],
+    )
+    con.execute("COPY (SELECT brand_key, token, count(*) AS n FROM m_dfeat_tok GROUP BY ALL) "
+                "TO ? (FORMAT parquet, COMPRESSION zstd)", [prepared.part(prepared.TOKEN_COUNTS)])
+    con.execute("COPY m_brands TO ? (FORMAT parquet, COMPRESSION zstd)", [prepared.part(prepared.BRANDS)])
+    return prepared
+
+
+def _distributor_features(con: duckdb.DuckDBPyConnection, inventory: str | list[str] | PreparedInventory) -> None:
+    """``m_dfeat`` (+ ``m_ddf``: token counts per brand) for the distributor items of the sellers' brands."""
+    if isinstance(inventory, PreparedInventory):
+        # only the items whose (brand, digit tokens, size words) a seller product has can be paired
+        con.execute(
+            "CREATE OR REPLACE TEMP TABLE m_dfeat AS SELECT di_id AS id, brand_key, toks, dsig, ssig, cols "
+            "FROM read_parquet(?) d WHERE toks IS NOT NULL AND (brand_key, dsig, ssig) IN "
+            "(SELECT brand_key, dsig, ssig FROM m_sfeat)", [inventory.part(inventory.ITEMS)],
+        )
+        con.execute("CREATE OR REPLACE TEMP TABLE m_ddf AS SELECT brand_key, token, n FROM read_parquet(?) "
+                    "WHERE brand_key IN (SELECT brand_key FROM m_sp_brand)", [inventory.part(inventory.TOKEN_COUNTS)])
+        return
+    for stmt in _features_sql("m_dfeat", _DIRECT_SOURCE):
+        con.execute(stmt)
+    con.execute("CREATE OR REPLACE TEMP TABLE m_ddf AS SELECT brand_key, token, count(*) AS n FROM m_dfeat_tok GROUP BY ALL")
+
+
 @dataclass
 class MatchResult:
     seller_products: int
@@ -236,25 +330,39 @@ class MatchResult:
 def match(
     con: duckdb.DuckDBPyConnection,
     seller_products_uri: str | list[str],
-    inventory_uri: str | list[str],
+    inventory: str | list[str] | PreparedInventory,
     matches_uri: str,
     unmatched_uri: str,
     *,
     fee_rate: float,
     threshold: float = TITLE_THRESHOLD,
 ) -> MatchResult:
-    """Match seller products (``gold.amazon_data`` Parquet) against the distributor inventory Parquet.
+    """Match seller products (``gold.amazon_data`` Parquet) against the distributor inventory: its Parquet, or
+    the :class:`PreparedInventory` made from it when it was loaded (same matches, the distributor titles are
+    not tokenised again).
 
     Writes one best match per matched product to ``matches_uri`` and the unmatched products to
     ``unmatched_uri`` (both Parquet); returns the counts.
     """
     install_macros(con)
-    prepare = [stmt for stmt in _PREPARE.split(";") if stmt.strip()]
-    con.execute(prepare[0], [seller_products_uri])
-    con.execute(prepare[1], [inventory_uri])
-    con.execute(prepare[2])
+    con.execute(_SELLERS, [seller_products_uri])
+    if isinstance(inventory, PreparedInventory):
+        con.execute(
+            "CREATE OR REPLACE TEMP TABLE m_di AS SELECT di_id, sku, title, brand, cost, quantity_available, asin, "
+            "gtin, brand_key FROM read_parquet(?)", [inventory.part(inventory.ITEMS)],
+        )
+        con.execute("CREATE OR REPLACE TEMP TABLE m_brands AS SELECT brand_key, brand_toks FROM read_parquet(?)",
+                    [inventory.part(inventory.BRANDS)])
+    else:
+        con.execute(_INVENTORY, [inventory])
+        con.execute(_BRANDS)
+    con.execute(_BRAND_TOKENS)
     con.execute(_EXACT)
-    con.execute(_TITLE)
+    con.execute(_SELLER_BRANDS)
+    for stmt in _features_sql("m_sfeat", _SELLER_SOURCE):
+        con.execute(stmt)
+    _distributor_features(con, inventory)
+    con.execute(_BLOCKS)
     con.execute(_BEST, [threshold])
     fee = [fee_rate] * 4
     con.execute(f"CREATE OR REPLACE TEMP TABLE m_output AS {_OUTPUT}", fee)  # noqa: S608 - constant SQL

@@ -1,13 +1,14 @@
-"""Helpers of the end-to-end test: run the whole graph headless in the current environment, read the results.
+"""Helpers of the end-to-end test: run the platform once in the current environment, read the results.
 
-``run_graph`` does what the daemon would do, once: it evaluates every catch-up sensor (the arrival
-sensors and the stream sensor) with ``dg.build_sensor_context`` *opened as a context manager* (aws mode's
-resources nest other resources: ``S3Lake`` holds an ``S3Resource``, the warehouses hold the lake, and
-Dagster treats such resources as context managers), executes each run request in process through
-``ecommerce_assets.orchestration.execute`` (the same function ``ecommerce-assets run`` uses), repeats
-until the sensor asks for nothing more, then materializes everything unpartitioned downstream.
+``run_platform`` does what ``ecommerce-assets demo`` does (``ecommerce_assets.demo.run_demo``), on a
+smaller input: it lands the shipped samples (``seed_steps``; of the generated transactions only the
+newest date, which holds the bad files), replays the Online Retail sample through the ingestion API
+onto the stream, fetches the catalog pages of the configured sellers, then runs
+``ecommerce_assets.orchestration.catch_up`` (every arrival and stream sensor, each run request in
+process, the API sources first, then everything downstream): the same code ``ecommerce-assets run``
+uses, so the test exercises no orchestration of its own.
 
-``normalised_rows`` turns a warehouse table into comparable rows (see its docstring for the rules).
+``normalised_rows`` turns a warehouse table into comparable rows (see ``normalise`` for the rules).
 """
 
 from __future__ import annotations
@@ -16,34 +17,17 @@ import datetime as dt
 import json
 import math
 import sys
-from collections.abc import Callable
-from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 import dagster as dg
-from dagster._core.storage.tags import RUN_KEY_TAG, SENSOR_NAME_TAG
 
-from ecommerce_assets.orchestration import execute
+from ecommerce_assets.orchestration import CatchUpReport, catch_up
+from ecommerce_assets.resources.lake import Lake
+from ecommerce_assets.settings import Settings
 
-CATCH_UP_TAGS = ("ecommerce/catch_up", "ecommerce/arrival")
-MAX_TICKS = 50
 DIGITS = 6  # numbers are compared rounded to 6 decimal places
-
-
-@dataclass
-class GraphRun:
-    runs: list[tuple[str, bool]] = field(default_factory=list)
-    materialized: set[dg.AssetKey] = field(default_factory=set)
-
-    @property
-    def failed(self) -> list[str]:
-        return [label for label, ok in self.runs if not ok]
-
-    def outcome(self) -> list[tuple[str, bool]]:
-        """(run label, success) sorted: the same for two environments that behave the same."""
-        return sorted(self.runs)
 
 
 def load_defs(resources: dict[str, Any]) -> dg.Definitions:
@@ -62,65 +46,49 @@ def load_defs(resources: dict[str, Any]) -> dg.Definitions:
     )
 
 
-def _is_catch_up(sensor: Any) -> bool:
-    return isinstance(sensor, dg.SensorDefinition) and any(sensor.tags.get(t) == "true" for t in CATCH_UP_TAGS)
+def seed_samples(settings: Settings, lake: Lake) -> list[str]:
+    """Every domain's demo samples (``seed_steps``), keeping only the newest date of the transactions."""
+    from ecommerce_assets.demo import seed_steps
+    from ecommerce_assets.transactions_generator import LANDING
+
+    landed: list[str] = []
+    for domain, seed in seed_steps():
+        keys = seed(settings, lake)
+        assert keys, f"{domain} landed nothing"
+        if domain == "transactions":
+            dates = sorted({k[len(LANDING):].split("/", 1)[0] for k in keys})
+            for older in dates[:-1]:
+                lake.delete_prefix(f"{LANDING}{older}")
+            keys = [k for k in keys if k.startswith(f"{LANDING}{dates[-1]}/")]
+        landed += keys
+    return landed
 
 
-def _execute_request(defs: dg.Definitions, instance: dg.DagsterInstance, sensor: dg.SensorDefinition,
-                     req: dg.RunRequest) -> tuple[bool, set[dg.AssetKey]]:
-    tags = {**req.tags, SENSOR_NAME_TAG: sensor.name, **({RUN_KEY_TAG: req.run_key} if req.run_key else {})}
-    run_config = req.run_config if isinstance(req.run_config, dict) else None
-    graph = defs.resolve_asset_graph()
-    selection = req.asset_selection and dg.AssetSelection.assets(*req.asset_selection)
-    if selection is None and sensor.asset_selection is not None:
-        selection = sensor.asset_selection
-    if selection is not None:
-        return execute(defs, instance, selection.resolve(graph), partition_key=req.partition_key, tags=tags,
-                       run_config=run_config)
-    job = defs.resolve_job_def(sensor.job_name)
-    result = job.execute_in_process(instance=instance, partition_key=req.partition_key, tags=tags,
-                                    run_config=run_config, raise_on_error=False)
-    return result.success, {e.asset_key for e in result.get_asset_materialization_events() if e.asset_key}
+def run_platform(resources: dict[str, Any], instance: dg.DagsterInstance) -> CatchUpReport:
+    """Seed, replay the stream, fetch the catalog pages, catch up: ``run_demo``'s first day."""
+    from ecommerce_assets.defs.catalog.demo import run_demo_fetch
+    from ecommerce_assets.defs.orders.assets import API_SOURCES
+    from ecommerce_assets.defs.stream.runner import run_stream_demo
+    from ecommerce_assets.settings import get_settings
+
+    settings = get_settings()
+    seed_samples(settings, resources["lake"])
+    run_stream_demo(settings, resources)
+    fetch = run_demo_fetch(settings, instance=instance, resources=resources, echo=lambda _m: None, fetch_only=True)
+    report = catch_up(load_defs(resources), instance, echo=lambda _m: None, fetch=API_SOURCES)
+    report.runs.insert(0, ("catalog fetch", fetch.ok))
+    return report
 
 
-def run_graph(defs: dg.Definitions, instance: dg.DagsterInstance, echo: Callable[[str], None] = print) -> GraphRun:
-    """Every catch-up sensor until it asks for nothing more, each request run in process, then downstream."""
-    out = GraphRun()
-    for sensor in [s for s in defs.sensors or [] if _is_catch_up(s)]:
-        cursor: str | None = None
-        for _ in range(MAX_TICKS):
-            with dg.build_sensor_context(instance=instance, definitions=defs, sensor_name=sensor.name,
-                                         resources=dict(defs.resources or {}), cursor=cursor) as ctx:
-                result = sensor(ctx)
-                cursor = ctx.cursor
-            requests: list[dg.RunRequest]
-            if isinstance(result, dg.SensorResult):
-                for dyn in result.dynamic_partitions_requests or []:
-                    if isinstance(dyn, dg.AddDynamicPartitionsRequest):
-                        instance.add_dynamic_partitions(dyn.partitions_def_name, list(dyn.partition_keys))
-                requests = list(result.run_requests or [])
-                cursor = result.cursor if result.cursor is not None else cursor
-            else:
-                requests = [r for r in (result if isinstance(result, list) else [result]) if isinstance(r, dg.RunRequest)]
-            for req in requests:
-                ok, done = _execute_request(defs, instance, sensor, req)
-                label = sensor.name + (f" [{req.partition_key}]" if req.partition_key else "")
-                echo(f"{'ok' if ok else 'FAILED'} {label}")
-                out.runs.append((label, ok))
-                out.materialized |= done
-            if not requests:
-                break
-    graph = defs.resolve_asset_graph()
-    if out.materialized:
-        downstream = dg.AssetSelection.assets(*out.materialized).downstream().resolve(graph)
-        todo = [k for k in downstream if k not in out.materialized and not graph.get(k).is_partitioned
-                and graph.get(k).is_materializable]
-        if todo:
-            ok, done = execute(defs, instance, todo, tags={"ecommerce/trigger": "catch-up"})
-            echo(f"{'ok' if ok else 'FAILED'} downstream: {len(todo)} asset(s)")
-            out.runs.append((f"downstream: {sorted(k.to_user_string() for k in todo)}", ok))
-            out.materialized |= done
-    return out
+def run_outcomes(report: CatchUpReport) -> list[tuple[str, bool]]:
+    """(sensor and partition, success) of every run, sorted. Run keys are dropped: they name content
+    hashes (S3 ETags vs local digests) and stream sequence numbers, which differ between environments."""
+    out = []
+    for label, ok in report.runs:
+        name, _, rest = label.partition(": ")
+        partition = rest[rest.rfind(" ["):] if rest.endswith("]") else ""
+        out.append((name + partition, ok))
+    return sorted(out)
 
 
 def normalise(value: Any) -> Any:

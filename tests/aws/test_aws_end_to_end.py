@@ -1,18 +1,21 @@
 """The issue's "done when": the whole graph in aws mode (moto's server + PostgreSQL) gives the tables local mode gives.
 
-The same shipped samples are landed twice: in a local lake folder (``ECOMMERCE_ENV=local``, DuckDB
-warehouse) and in ``s3://<bucket>/lake/landing/<source>/`` on moto's server (``ECOMMERCE_ENV=aws``,
-PostgreSQL warehouse). Each time the catalog sellers are fetched from the catalog simulator (a real HTTP
-server on a free port), the shipped Online Retail sample is replayed through the ingestion API onto the
-stream (local log / Kinesis), and ``run_graph`` evaluates every arrival and stream sensor and runs what
-they ask for, then everything downstream (``tests/aws/e2e.py``). Then:
+One input, run twice through ``tests/aws/e2e.py::run_platform`` (``ecommerce-assets demo``'s first day:
+seed the shipped samples, replay the Online Retail sample through the ingestion API onto the stream,
+fetch the catalog pages, then ``orchestration.catch_up``): in local mode (lake folder, DuckDB warehouse,
+local stream log) and with ``ECOMMERCE_ENV=aws`` (``s3://<bucket>/lake/landing/<source>/`` on moto's
+server, Kinesis, DynamoDB, PostgreSQL warehouse). Both read the same catalog and products API simulators
+(real HTTP servers on free ports). The input is kept small: one catalog seller, one stream shard, the
+newest of the generated transactions dates. Then:
 
-* every warehouse table of local mode exists in PostgreSQL with the same rows (sorted rows of every
-  table compared after ``e2e.normalise``: numbers as floats rounded to 6 places, timestamps as naive UTC
-  ISO text, JSON as canonical text); the ``lake`` schema's DuckDB views are the Glue tables in aws mode;
-* the Parquet of the processed zone is in S3 and every processed table is registered in Glue;
-* the run-status sensor's summaries and a failed run's alert arrive in SNS (read through an SQS queue
-  subscribed to the topic), the failure also in the alerts dead-letter queue;
+* both environments made the same runs (sensor, partition) with the same outcome, all successful, and
+  materialized the same assets;
+* every warehouse table of local mode exists in PostgreSQL with the same columns and the same sorted
+  rows (after ``e2e.normalise``: numbers as floats rounded to 6 places, timestamps as naive UTC ISO
+  text, JSON as canonical text); the ``lake`` schema's DuckDB views are Glue tables in aws mode;
+* the processed zone's Parquet is in S3 and every processed table is registered in Glue;
+* the run-status sensors' alerts (a success summary, a failed run) arrive in SNS (read through an SQS
+  queue subscribed to the topic), the failure also in the alerts dead-letter queue;
 * a Lambda handler given an event for an object that does not exist sends the event to the DLQ.
 """
 
@@ -28,44 +31,18 @@ import dagster as dg
 import pytest
 
 from ecommerce_assets.catalog_sim import CatalogSimulator
+from ecommerce_assets.orchestration import execute
+from ecommerce_assets.products_api_sim import start_products_api_sim
 from ecommerce_assets.reporting import warehouse_tables
 from ecommerce_assets.resources import build_resources
 from ecommerce_assets.resources.catalog_api import SIMULATOR_KEY
 from ecommerce_assets.settings import get_settings
-from tests.aws.e2e import GraphRun, load_defs, normalised_rows, run_graph
+from tests.aws.e2e import load_defs, normalised_rows, run_outcomes, run_platform
 
 pytestmark = pytest.mark.slow
 
 LAKE_SCHEMA = "lake"  # local mode: DuckDB views over the processed zone; aws mode: Glue tables
-
-
-def land_and_run(resources: dict[str, Any], instance: dg.DagsterInstance) -> GraphRun:
-    """Land every domain's samples, fetch the catalog, replay the stream, run the graph (current environment)."""
-    from ecommerce_assets.defs.catalog.demo import run_demo_fetch
-    from ecommerce_assets.defs.stream.runner import run_stream_demo
-    from ecommerce_assets.demo import seed_steps
-
-    import time
-    t0 = time.monotonic()
-    def mark(what):
-        with open("/tmp/e2e/timing.txt", "a") as fh:
-            fh.write(f"{get_settings().env} {what} {time.monotonic() - t0:.1f}\n")
-    settings = get_settings()
-    lake = resources["lake"]
-    if settings.env == "aws":  # infrastructure the deployment creates (deploy/): the stream and the tables
-        resources["stream"].ensure()
-        resources["kv_store"].ensure()
-    for domain, seed in seed_steps():
-        assert seed(settings, lake), f"{domain} landed nothing"
-    mark("seeded")
-    fetch = run_demo_fetch(settings, instance=instance, resources=resources, echo=lambda _m: None)
-    mark("fetched")
-    run_stream_demo(settings, resources)
-    mark("replayed")
-    run = run_graph(load_defs(resources), instance, echo=mark)
-    mark("ran")
-    run.runs.insert(0, ("catalog demo fetch", fetch.ok))
-    return run
+SELLER = "A2L77EE7U53NWQ"  # one catalog seller of the shipped sellers.yaml
 
 
 def warehouse_contents(warehouse: Any) -> dict[str, tuple[list[str], list[tuple]]]:
@@ -74,18 +51,23 @@ def warehouse_contents(warehouse: Any) -> dict[str, tuple[list[str], list[tuple]
 
 
 @pytest.fixture
-def catalog_api(monkeypatch: pytest.MonkeyPatch):
-    """The catalog simulator on a free port, used by both modes (aws mode never starts one itself)."""
-    sim = CatalogSimulator(port=0).start()
-    monkeypatch.setenv("ECOMMERCE_CATALOG_API_URL", sim.url)
+def services(monkeypatch: pytest.MonkeyPatch):
+    """The catalog and products API simulators on free ports, read by both modes (``local_services`` starts
+    them only in local mode); one seller and one stream shard keep the input small."""
+    catalog, products = CatalogSimulator(port=0).start(), start_products_api_sim()
+    monkeypatch.setenv("ECOMMERCE_CATALOG_API_URL", catalog.url)
     monkeypatch.setenv("ECOMMERCE_CATALOG_API_KEY", SIMULATOR_KEY)
-    yield sim
-    sim.stop()
+    monkeypatch.setenv("ECOMMERCE_PRODUCTS_API_URL", products.url)
+    monkeypatch.setenv("ECOMMERCE_SELLERS", SELLER)
+    monkeypatch.setenv("ECOMMERCE_STREAM_SHARDS", "1")
+    yield
+    products.stop()
+    catalog.stop()
 
 
 @pytest.fixture
-def local_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, catalog_api) -> dict[str, Any]:
-    """The whole graph in local mode on the samples; its warehouse contents and lake-catalog views."""
+def local_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, services) -> dict[str, Any]:
+    """The platform in local mode on the input; its runs, warehouse contents and lake-catalog views."""
     with monkeypatch.context() as mp:
         home = tmp_path / "local_home"
         home.mkdir()
@@ -94,9 +76,9 @@ def local_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, catalog_api) -> d
         mp.setenv("DAGSTER_HOME", str(home))
         resources = build_resources()
         with dg.DagsterInstance.from_config(str(home)) as instance:
-            run = land_and_run(resources, instance)
+            report = run_platform(resources, instance)
         tables = warehouse_tables(resources["warehouse"])
-        return {"run": run, "tables": warehouse_contents(resources["warehouse"]),
+        return {"report": report, "tables": warehouse_contents(resources["warehouse"]),
                 "lake_views": sorted(n.split(".", 1)[1] for n, _ in tables if n.startswith(f"{LAKE_SCHEMA}."))}
 
 
@@ -141,6 +123,7 @@ def run_status_alerts(defs: dg.Definitions, instance: dg.DagsterInstance, run_id
 
 def test_aws_mode_gives_the_tables_local_mode_gives(local_run, aws_env, postgres_db, monkeypatch, tmp_path):
     local = local_run
+    assert local["report"].ok, f"runs failed in local mode: {[r for r in local['report'].runs if not r[1]]}"
     assert {"gold.customers", "gold.products", "gold.sales_transactions"} <= set(local["tables"])
 
     monkeypatch.setenv("ECOMMERCE_WAREHOUSE", "postgres")
@@ -154,10 +137,11 @@ def test_aws_mode_gives_the_tables_local_mode_gives(local_run, aws_env, postgres
     assert lake.uri("landing/online_retail/").startswith(f"s3://{aws_env['ECOMMERCE_S3_BUCKET']}/lake/landing/")
 
     with dg.DagsterInstance.from_config(aws_env["DAGSTER_HOME"]) as instance:
-        aws = land_and_run(resources, instance)
-        Path("/tmp/e2e/outcome.json").write_text(json.dumps({"local": local["run"].outcome(), "aws": aws.outcome()}, indent=1))
-        assert aws.outcome() == local["run"].outcome()  # the same runs, each succeeding or failing alike
-        assert aws.materialized == local["run"].materialized
+        resources["stream"].ensure()  # infrastructure the deployment creates (deploy/): the stream, the tables
+        resources["kv_store"].ensure()
+        aws = run_platform(resources, instance)
+        assert run_outcomes(aws) == run_outcomes(local["report"])  # the same runs, each succeeding alike
+        assert aws.materialized == local["report"].materialized
 
         # --- same tables, same rows --------------------------------------------------------------------
         tables = warehouse_contents(warehouse)
@@ -169,9 +153,7 @@ def test_aws_mode_gives_the_tables_local_mode_gives(local_run, aws_env, postgres
 
         # --- Parquet in S3, registered in Glue --------------------------------------------------------
         defs = load_defs(resources)
-        glue_job = defs.resolve_implicit_job_def_def_for_assets([dg.AssetKey(["aws", "glue_processed_tables"])])
-        assert glue_job.execute_in_process(instance=instance, raise_on_error=False,
-                                           asset_selection=[dg.AssetKey(["aws", "glue_processed_tables"])]).success
+        assert execute(defs, instance, [dg.AssetKey(["aws", "glue_processed_tables"])])[0]
         s3_parquet = [o.key for o in lake.list_objects("processed/") if o.key.endswith(".parquet")]
         assert s3_parquet and all(lake.uri(k).startswith("s3://") for k in s3_parquet)
         glue = resources["glue_catalog"]
@@ -193,8 +175,7 @@ def test_aws_mode_gives_the_tables_local_mode_gives(local_run, aws_env, postgres
         bad = dict(resources, catalog_api=resources["catalog_api"].model_copy(update={"api_key": "wrong-key"}))
         from ecommerce_assets.defs.catalog.demo import SELLER_ASSETS
 
-        seller = instance.get_dynamic_partitions("catalog_sellers")[0]
-        failed = dg.materialize(SELLER_ASSETS[:1], partition_key=seller, resources=bad, instance=instance,
+        failed = dg.materialize(SELLER_ASSETS[:1], partition_key=SELLER, resources=bad, instance=instance,
                                 raise_on_error=False)
         assert not failed.success
         run_status_alerts(defs, instance, failed.run_id)
@@ -214,6 +195,3 @@ def test_aws_mode_gives_the_tables_local_mode_gives(local_run, aws_env, postgres
         copy_raw_object.handler(missing, None)
     [message] = drain(dlq_url)
     assert message["event"] == missing and message["error_type"] == "FileNotFoundError"
-
-    # the whole graph ran: no run failed in either mode
-    assert not local["run"].failed, f"runs that fail in local and aws mode alike: {local['run'].failed}"

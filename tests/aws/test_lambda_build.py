@@ -17,7 +17,9 @@ def test_build_zips_are_complete_importable_and_reproducible(tmp_path: Path):
     assert build.main(["--out", str(out)]) == 0
     manifest = json.loads((out / "manifest.json").read_text())
     by_name = {m["name"]: m for m in manifest}
-    assert {"copy_raw_object", "s3_arrival_start_run"} <= set(by_name)
+    assert {"copy_raw_object", "s3_arrival_start_run", "catalog_page_to_csv", "ingest_api", "stream_to_archive",
+            "stream_to_kv", "transaction_generator", "transaction_json_to_parquet"} <= set(by_name)
+    assert all("lambdas/dlq.py" in m["files"] for m in manifest)  # every handler sends failures to the DLQ
     assert all(m["handler"] == f"lambdas.{m['name']}.handler" for m in manifest)
 
     copy = by_name["copy_raw_object"]

@@ -7,7 +7,7 @@ from ecommerce_assets.resources.warehouse import Warehouse
 from ecommerce_assets.transforms.matching import TITLE_THRESHOLD
 
 MATCH_SCORE_VIOLATIONS_SQL = """
-SELECT seller_id, asin, match_method, CAST(match_score AS DOUBLE) AS match_score
+SELECT seller_id, asin, match_method, CAST(match_score AS DOUBLE PRECISION) AS match_score
 FROM gold.distributor_availability_matches
 WHERE match_score IS NULL OR match_score < 0 OR match_score > 1
    OR (match_method IN ('asin', 'gtin') AND match_score <> 1)

@@ -112,6 +112,8 @@ def online_retail_cleaned(context: dg.AssetExecutionContext, lake: Lake) -> dg.M
         "quarantined_files": bad,
     }
     lake.write_bytes(CLEANED_MANIFEST, json.dumps(manifest, indent=2).encode())
+    con.close()  # read back on a fresh connection: a listing on the writer's connection can stall on S3
+    con = lake.engine()
     retail.register_cleaned(con, cleaned_glob(lake))
     preview = con.execute("SELECT * FROM cleaned ORDER BY invoicedate, invoiceno LIMIT 10").to_arrow_table()
     if not result.reconciles:
