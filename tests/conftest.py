@@ -67,6 +67,28 @@ def _start_postgres(root: Path) -> tuple[str, subprocess.Popen | None]:
     return f"postgresql://postgres@127.0.0.1:{port}/postgres", None
 
 
+MOTO_REGION = "us-east-1"
+
+
+@pytest.fixture(scope="session")
+def moto_endpoint() -> Iterator[str]:
+    """moto's server (real HTTP) on a free port of 127.0.0.1; fake credentials for the whole session."""
+    from moto.server import ThreadedMotoServer
+
+    port = free_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("AWS_ACCESS_KEY_ID", "testing")
+        mp.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+        mp.delenv("AWS_SESSION_TOKEN", raising=False)
+        mp.delenv("AWS_PROFILE", raising=False)
+        mp.setenv("AWS_DEFAULT_REGION", MOTO_REGION)
+        mp.setenv("AWS_REGION", MOTO_REGION)
+        yield f"http://127.0.0.1:{port}"
+    server.stop()
+
+
 @pytest.fixture(scope="session")
 def postgres_dsn(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A real PostgreSQL server: ``ECOMMERCE_TEST_POSTGRES_DSN`` (set by .ci/run) or one started here."""

@@ -19,7 +19,6 @@ import pytest
 
 from ecommerce_assets.arrival import ArrivalCursor, Arrivals, ScanStats, arrival_sensor, plan_buckets, scan
 from ecommerce_assets.resources.lake import LakeObject, LocalLake
-from tests.conftest import free_port
 
 SRC = "landing/things/"
 TODAY = "2026-11-22"
@@ -240,31 +239,17 @@ def test_sensor_defers_a_batch_its_request_builder_refuses(lake: CountingLake, d
 
 # --- S3: pagination past 1,000 keys, through the same Lake interface --------------------------------
 
-@pytest.fixture(scope="module")
-def moto_s3() -> Iterator[str]:
-    from moto.server import ThreadedMotoServer
-
-    port = free_port()
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    server.start()
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("AWS_ACCESS_KEY_ID", "testing")
-        mp.setenv("AWS_SECRET_ACCESS_KEY", "testing")
-        mp.setenv("AWS_DEFAULT_REGION", "us-east-1")
-        mp.delenv("AWS_PROFILE", raising=False)
-        yield f"http://127.0.0.1:{port}"
-    server.stop()
 
 
-def test_s3_pagination_past_1000_keys_exactly_once(moto_s3: str) -> None:
+def test_s3_pagination_past_1000_keys_exactly_once(moto_endpoint: str) -> None:
     from dagster_aws.s3 import S3Resource
 
     from ecommerce_assets.resources.s3_lake import S3Lake
 
     bucket = f"arrivals-{uuid.uuid4().hex[:10]}"
-    client = boto3.client("s3", endpoint_url=moto_s3, region_name="us-east-1")
+    client = boto3.client("s3", endpoint_url=moto_endpoint, region_name="us-east-1")
     client.create_bucket(Bucket=bucket)
-    s3_lake = S3Lake(bucket=bucket, prefix="lake", s3=S3Resource(endpoint_url=moto_s3, region_name="us-east-1"))
+    s3_lake = S3Lake(bucket=bucket, prefix="lake", s3=S3Resource(endpoint_url=moto_endpoint, region_name="us-east-1"))
     keys = [f"{SRC}date=2026-11-22/f{i:05d}.json" for i in range(1_150)]
     keys += [f"{SRC}date=2026-11-21/g{i:03d}.json" for i in range(30)]
     with ThreadPoolExecutor(max_workers=8) as pool:

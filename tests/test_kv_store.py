@@ -3,15 +3,12 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from moto.server import ThreadedMotoServer
 
 from ecommerce_assets.resources.kv_store import DynamoDBKeyValueStore, KeyValueStore, LocalKeyValueStore
 from ecommerce_assets.transforms.stream import invoice_document
-from tests.conftest import free_port
 
 
 def _item(invoice: str, stock: str, seq: int, qty: int, customer: str | None, price: str = "2.550") -> dict:
@@ -35,18 +32,6 @@ BATCH_2 = [
 ]
 
 
-@pytest.fixture(scope="module")
-def moto_endpoint() -> Iterator[str]:
-    port = free_port()
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    server.start()
-    with pytest.MonkeyPatch.context() as mp:
-        for name, value in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
-                            "AWS_DEFAULT_REGION": "us-east-1"}.items():
-            mp.setenv(name, value)
-        mp.delenv("AWS_PROFILE", raising=False)
-        yield f"http://127.0.0.1:{port}"
-    server.stop()
 
 
 @pytest.fixture(params=["local", "dynamodb"])

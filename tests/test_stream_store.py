@@ -4,16 +4,13 @@ from __future__ import annotations
 
 import multiprocessing
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import boto3
 import pytest
-from moto.server import ThreadedMotoServer
 
 from ecommerce_assets.resources.stream import KinesisStream, LocalStream, shard_index, shard_name
 from ecommerce_assets.transforms.stream import sequence_int
-from tests.conftest import free_port
 
 WRITERS = 4
 PER_WRITER = 150
@@ -92,18 +89,6 @@ def test_shard_routing_spreads_invoices() -> None:
     assert min(counts) > 350  # a constant key would put everything in one shard
 
 
-@pytest.fixture(scope="module")
-def moto_endpoint() -> Iterator[str]:
-    port = free_port()
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    server.start()
-    with pytest.MonkeyPatch.context() as mp:
-        for name, value in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
-                            "AWS_DEFAULT_REGION": "us-east-1"}.items():
-            mp.setenv(name, value)
-        mp.delenv("AWS_PROFILE", raising=False)
-        yield f"http://127.0.0.1:{port}"
-    server.stop()
 
 
 def test_kinesis_on_moto_server(moto_endpoint: str) -> None:

@@ -241,7 +241,7 @@ def test_assets_materialize_register_the_catalog_and_rerun_idempotently(local_re
         md = result.asset_materializations_for_node("transactions")[0].metadata
         assert md["dagster/row_count"].value == 10 and md["records_quarantined"].value == 6
         raw_md = result.asset_materializations_for_node("transactions_raw")[0].metadata
-        assert raw_md["files"].value == 7 and raw_md["newly_registered"].value == 0  # second run: nothing new
+        assert raw_md["raw_files"].value == 7 and raw_md["newly_registered"].value == 0  # second run: nothing new
         warehouse = local_resources["warehouse"]
         assert warehouse.query("SELECT count(*) AS n FROM lake.transactions").column("n")[0].as_py() == 10
         assert dg.materialize([*analytics_assets], resources=local_resources, instance=instance,
@@ -263,3 +263,102 @@ def test_lambda_handlers_one_file_per_call(local_resources: dict) -> None:
     assert res["skipped"] == ["landing/other/x.json"]
     assert sum(p["records_out"] for p in res["processed"]) == 4
     assert all(p["output"].split("/")[-1].startswith("part-transactions_") for p in res["processed"])
+
+
+# --- fast path (one typed read_json) vs the checked path: same outputs -----------------------------
+
+def _land_tricky(lake: LocalLake) -> None:
+    """Well-formed JSON files whose records break every record rule the fast path can see."""
+    recs = [
+        _rec(0),
+        _rec(1, customer_id=123),                           # wrong_type_customer_id (a number)
+        _rec(2, quantity=3.0),                              # wrong_type_quantity (a double)
+        _rec(3, quantity="3"),                              # wrong_type_quantity (a string)
+        _rec(4, price="1.5"),                               # wrong_type_price
+        _rec(5, category=True),                             # wrong_type_category
+        _rec(6, product_name={"en": "x"}),                  # wrong_type_product_name
+        _rec(7, transaction_id=None),                       # missing_transaction_id (null)
+        _rec(8, product_id="   "),                          # missing_product_id (blank)
+        _rec(9, total_amount=1e30),                         # wrong_type_total_amount (no DECIMAL(18,2))
+        _rec(10, quantity=-2),                              # non_positive_quantity
+        _rec(11, price=0),                                  # non_positive_price
+        _rec(12, timestamp="2026-11-20 10:00:00"),          # good (space separator)
+        _rec(13, timestamp=f"{DATE}T23:30:00-0130"),        # good, offset -> next day UTC
+        _rec(14, price=1.005, total_amount=2.675),          # good, rounding to cents
+        _rec(15, product_name='Caf\u00e9 "Noir" \\ 1', extra={"k": [1]}),  # good: escapes, unknown key
+        _rec(16, quantity=...),                             # missing_quantity (absent)
+        {**{k: v for k, v in _rec(17).items() if k != "quantity"}, "Quantity": 2},  # missing_quantity (key case)
+        _rec(18, timestamp=20261120),                       # wrong_type_timestamp (a number)
+        _rec(19, price=1e2, total_amount=2e2),              # good, exponent notation
+    ]
+    lake.write_bytes(LANDING + "a_lines.json", ("\n\n".join(json.dumps(r) for r in recs[:10]) + "\n").encode())
+    lake.write_bytes(LANDING + "b_array.json", json.dumps(recs[10:], indent=2).encode())
+    lake.write_bytes(LANDING + "c_object.json", json.dumps(_rec(20)).encode())
+    lake.write_bytes(LANDING + "d_blank.json", b"\n  \n")
+
+
+def _outputs(lake: LocalLake, result: tx.PartitionResult) -> tuple:
+    con = lake.engine()
+    rows = con.execute("SELECT * FROM read_parquet(?) ORDER BY transaction_id", [lake.uri(result.output_key)]).fetchall()
+    cols = [d[0] for d in con.description]
+    q = con.execute("SELECT * FROM read_parquet(?) ORDER BY file, row",
+                    [lake.uri(f"quarantine/transactions/date={DATE}/records.parquet")]).fetchall()
+    return cols, rows, q
+
+
+def test_fast_path_gives_the_checked_paths_outputs(tmp_path: Path) -> None:
+    fast_lake, checked_lake = LocalLake(base_dir=str(tmp_path / "fast")), LocalLake(base_dir=str(tmp_path / "checked"))
+    for lk in (fast_lake, checked_lake):
+        _land_tricky(lk)
+    # one file that is not JSON makes the fast statement raise: that partition takes the checked path
+    checked_lake.write_bytes(LANDING + "z_not_json.json", b"id;quantity\n1;2\n")
+    fast_objs, checked_objs = list(fast_lake.list_objects(LANDING)), list(checked_lake.list_objects(LANDING))
+
+    con = fast_lake.engine()
+    uris = [fast_lake.uri(o.key) for o in fast_objs]
+    con.register("files_map", tx.pa.table({"filename": uris, "file": [o.key for o in fast_objs]}))
+    assert tx._fast_write(fast_lake, con, uris, "intermediate/probe/") is not None
+    fast_lake.delete_prefix("intermediate/probe/")
+    con = checked_lake.engine()
+    uris = [checked_lake.uri(o.key) for o in checked_objs]
+    con.register("files_map", tx.pa.table({"filename": uris, "file": [o.key for o in checked_objs]}))
+    assert tx._fast_write(checked_lake, con, uris, "intermediate/probe/") is None
+    assert not checked_lake.exists("intermediate/probe/")
+
+    fast = tx.transform_partition(fast_lake, DATE, fast_objs)
+    checked = tx.transform_partition(checked_lake, DATE, checked_objs)
+    assert checked.bad_files[0]["rule"] == "not_json" and not fast.bad_files
+    assert (fast.records_in, fast.records_out, fast.records_quarantined) == (21, 7, 14)
+    assert fast.by_rule == checked.by_rule and fast.reconciles and checked.reconciles
+    assert (fast.records_in, fast.records_out, fast.files_ok) == (checked.records_in, checked.records_out,
+                                                                 checked.files_ok)
+    f_cols, f_rows, f_q = _outputs(fast_lake, fast)
+    c_cols, c_rows, c_q = _outputs(checked_lake, checked)
+    assert f_cols == c_cols and f_rows == c_rows and f_q == c_q
+    # row numbers: JSON lines count non-blank lines, arrays count elements
+    assert [(r[0].rsplit("/", 1)[-1], r[1], r[3]) for r in f_q][:3] == [
+        ("a_lines.json", 2, "wrong_type_customer_id"), ("a_lines.json", 3, "wrong_type_quantity"),
+        ("a_lines.json", 4, "wrong_type_quantity")]
+    assert ("b_array.json", 8, "missing_quantity") in [(r[0].rsplit("/", 1)[-1], r[1], r[3]) for r in f_q]
+    # the partition's output is one file, the staging area is gone
+    assert [o.key for o in fast_lake.list_objects(f"processed/transactions/date={DATE}/")] == [fast.output_key]
+    assert not list(fast_lake.list_objects("intermediate/"))
+
+
+@pytest.mark.parametrize("content,by_rule", [
+    (b'[{"transaction_id": "A"}, 5]', {"missing_timestamp": 1, "not_an_object": 1}),  # not an object
+    (b'{"transaction_id": "A"}\n"just text"\n', {"missing_timestamp": 1, "not_an_object": 1}),  # in JSON lines
+    (b'{"transaction_id": "A", "transaction_id": "B"}', {"missing_timestamp": 1}),  # a repeated key
+])
+def test_fast_path_refuses_what_only_the_checked_path_can_name(
+    lake: LocalLake, content: bytes, by_rule: dict[str, int]
+) -> None:
+    lake.write_bytes(LANDING + "x.json", content)
+    lake.write_bytes(LANDING + "y.json", json.dumps(_rec(1)).encode())
+    objs = list(lake.list_objects(LANDING))
+    con = lake.engine()
+    uris = [lake.uri(o.key) for o in objs]
+    con.register("files_map", tx.pa.table({"filename": uris, "file": [o.key for o in objs]}))
+    assert tx._fast_write(lake, con, uris, "intermediate/probe/") is None
+    result = tx.transform_partition(lake, DATE, objs)
+    assert result.reconciles and result.records_out == 1 and result.by_rule == by_rule

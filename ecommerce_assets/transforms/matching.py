@@ -106,22 +106,27 @@ SELECT brand_key, title_tokens(brand) AS brand_toks
 FROM (SELECT brand_key, min(brand) AS brand FROM m_di WHERE brand_key <> '' GROUP BY brand_key)
 """
 
-_BRAND_TOKENS = "CREATE OR REPLACE TEMP TABLE m_brand_tok AS SELECT brand_key, unnest(brand_toks) AS token FROM m_brands"
+# the words a title token must not be: each brand's own words and the stop words, one anti-join
+_BRAND_TOKENS = f"""
+CREATE OR REPLACE TEMP TABLE m_skip AS
+SELECT brand_key, unnest(brand_toks) AS token FROM m_brands
+UNION
+SELECT b.brand_key, w.token FROM m_brands b, (SELECT unnest([{_words(STOP_WORDS)}]) AS token) w
+"""  # noqa: S608 - the constant word list above
 
 
 def _features_sql(target: str, source: str) -> list[str]:
     """SQL making ``<target>_tok`` (id, brand_key, token: one row per distinct clean title token) and ``target``
     (id, brand_key, toks, dsig, ssig, cols) for the records of ``source`` (id, brand_key, title) whose brand is a
     distributor brand; a record left without tokens has no row. Set-based: one tokenising pass, the stop and
-    brand words removed by joins, the signatures by aggregates (no per-row list lambdas)."""
+    brand words removed by a join, the signatures by aggregates (no per-row list lambdas)."""
     return [
         f"""
 CREATE OR REPLACE TEMP TABLE {target}_tok AS
-SELECT DISTINCT u.id, u.brand_key, u.token
-FROM (SELECT s.id, s.brand_key, unnest(title_tokens(s.title)) AS token
+SELECT u.id, u.brand_key, u.token
+FROM (SELECT s.id, s.brand_key, unnest(list_distinct(title_tokens(s.title))) AS token
       FROM {source} s SEMI JOIN m_brands b ON s.brand_key = b.brand_key) u
-ANTI JOIN m_brand_tok b ON b.brand_key = u.brand_key AND b.token = u.token
-WHERE u.token NOT IN ({_words(STOP_WORDS)})
+ANTI JOIN m_skip k ON k.brand_key = u.brand_key AND k.token = u.token
 """,
         f"""
 CREATE OR REPLACE TEMP TABLE {target} AS
@@ -149,19 +154,24 @@ WITH a AS (
 SELECT * FROM a UNION ALL SELECT * FROM g
 """
 
-# seller side: brand from the first 1-4 title words, the longest known distributor brand wins
+# seller side: brand from the first 1-4 title words (whitespace-separated), the longest known distributor brand
+# wins (a title with fewer words repeats its last key, which changes nothing)
 _SELLER_BRANDS = """
 CREATE OR REPLACE TEMP TABLE m_sp_brand AS
 WITH words AS (
     SELECT sp_id, string_split(trim(regexp_replace(lower(coalesce(product_title, '')), '\\s+', ' ', 'g')), ' ') AS w
     FROM m_sp ANTI JOIN m_exact USING (sp_id)
-), prefixes AS (
-    SELECT sp_id, k, compact(array_to_string(w[1:k], '')) AS brand_key
-    FROM words, range(1, 5) AS r(k) WHERE len(w) >= k
+), prefixes AS (  -- compact() drops characters one by one, so the key of words 1..k is key(1..k-1) || compact(word k)
+    SELECT sp_id, compact(w[1]) AS k1, k1 || compact(w[2]) AS k2, k2 || compact(w[3]) AS k3, k3 || compact(w[4]) AS k4
+    FROM words
 )
-SELECT p.sp_id, arg_max(p.brand_key, p.k) AS brand_key
-FROM prefixes p SEMI JOIN m_brands b ON p.brand_key = b.brand_key
-GROUP BY p.sp_id
+SELECT sp_id, brand_key FROM (
+    SELECT sp_id, CASE WHEN k4 IN (SELECT brand_key FROM m_brands) THEN k4
+                       WHEN k3 IN (SELECT brand_key FROM m_brands) THEN k3
+                       WHEN k2 IN (SELECT brand_key FROM m_brands) THEN k2
+                       WHEN k1 IN (SELECT brand_key FROM m_brands) THEN k1 END AS brand_key
+    FROM prefixes
+) WHERE brand_key IS NOT NULL
 """
 
 _SELLER_SOURCE = "(SELECT s.sp_id AS id, sb.brand_key, s.product_title AS title FROM m_sp s JOIN m_sp_brand sb USING (sp_id))"
@@ -181,7 +191,8 @@ SELECT brand_key, token, sum(n) AS df FROM (
     SELECT t.brand_key, t.token, t.n FROM m_ddf t SEMI JOIN m_brands b ON t.brand_key = b.brand_key
 ) GROUP BY ALL;
 
--- blocking keys: (brand, digit tokens, size words, one of the record's rarest tokens within the brand)
+-- blocking keys: (brand, digit tokens, size words, one of the record's rarest tokens within the brand), rarity
+-- ties are broken by a hash of the token, then by the full hash (the order never depends on the row order)
 CREATE OR REPLACE TEMP TABLE m_blocks AS
 WITH rec AS (
     SELECT 's' AS side, id, brand_key, dsig, ssig, toks FROM m_sfeat SEMI JOIN m_keys USING (brand_key, dsig, ssig)
@@ -189,10 +200,14 @@ WITH rec AS (
     SELECT 'd' AS side, id, brand_key, dsig, ssig, toks FROM m_dfeat SEMI JOIN m_keys USING (brand_key, dsig, ssig)
 ), u AS (
     SELECT side, id, brand_key, dsig, ssig, unnest(toks) AS token FROM rec
+), rare AS (
+    SELECT u.side, u.id, any_value(u.brand_key) AS brand_key, any_value(u.dsig) AS dsig, any_value(u.ssig) AS ssig,
+           min_by(u.token, (f.df * 1000000 + hash(u.token) % 1000000)::HUGEINT * 18446744073709551616
+                           + hash(u.token), {BLOCK_TOKENS}) AS tokens
+    FROM u JOIN m_df f ON f.brand_key = u.brand_key AND f.token = u.token
+    GROUP BY u.side, u.id
 )
-SELECT u.side, u.id, u.brand_key, u.dsig, u.ssig, u.token
-FROM u JOIN m_df f ON f.brand_key = u.brand_key AND f.token = u.token
-QUALIFY row_number() OVER (PARTITION BY u.side, u.id ORDER BY f.df, hash(u.token) % 1000000, u.token) <= {BLOCK_TOKENS};
+SELECT side, id, brand_key, dsig, ssig, unnest(tokens) AS token FROM rare;
 
 CREATE OR REPLACE TEMP TABLE m_pairs AS
 WITH sizes AS (
@@ -362,7 +377,8 @@ def match(
     for stmt in _features_sql("m_sfeat", _SELLER_SOURCE):
         con.execute(stmt)
     _distributor_features(con, inventory)
-    con.execute(_BLOCKS)
+    for stmt in _BLOCKS.split(";"):
+        con.execute(stmt)
     con.execute(_BEST, [threshold])
     fee = [fee_rate] * 4
     con.execute(f"CREATE OR REPLACE TEMP TABLE m_output AS {_OUTPUT}", fee)  # noqa: S608 - constant SQL

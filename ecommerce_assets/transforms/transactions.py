@@ -33,7 +33,7 @@ import re
 import shutil
 import tempfile
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -75,33 +75,49 @@ def _v(i: int) -> str:
     return f"v[{i + 1}]"
 
 
-def _rule_sql() -> str:
-    """The CASE expression naming the first rule a parsed record breaks (NULL when it is good)."""
-    whens = ["WHEN jt <> 'OBJECT' THEN 'not_an_object'"]
+def _json_type(i: int) -> str:
+    return f"json_type({_v(i)})"
+
+
+def _json_text(i: int) -> str:
+    return f"json_extract_string({_v(i)}, '$')"
+
+
+def _rule_sql(
+    val: Callable[[int], str] = _v, typ: Callable[[int], str] = _json_type, text: Callable[[int], str] = _json_text,
+    *, check_object: bool = True,
+) -> str:
+    """The CASE expression naming the first rule a parsed record breaks (NULL when it is good).
+
+    Field ``i`` is the JSON value ``val(i)`` (SQL NULL when absent), of JSON type ``typ(i)``, with the
+    text ``text(i)`` when it is a string. ``check_object=False`` leaves out ``not_an_object``, for a
+    reader that has already refused any record that is not an object.
+    """
+    whens = ["WHEN jt <> 'OBJECT' THEN 'not_an_object'"] if check_object else []
     for i, f in enumerate(FIELDS):
         whens.append(
-            f"WHEN {_v(i)} IS NULL OR json_type({_v(i)}) = 'NULL' "
-            f"OR (json_type({_v(i)}) = 'VARCHAR' AND trim(json_extract_string({_v(i)}, '$')) = '') "
+            f"WHEN {val(i)} IS NULL OR {typ(i)} = 'NULL' "
+            f"OR ({typ(i)} = 'VARCHAR' AND trim({text(i)}) = '') "
             f"THEN 'missing_{f}'"
         )
     for i, f in enumerate(FIELDS):
-        t = f"json_type({_v(i)})"
+        t = typ(i)
         if f in STRING_FIELDS:
             ok = f"{t} = 'VARCHAR'"
         elif f == "timestamp":
-            ok = f"{t} = 'VARCHAR' AND try_cast(json_extract_string({_v(i)}, '$') AS TIMESTAMP) IS NOT NULL"
+            ok = f"{t} = 'VARCHAR' AND try_cast({text(i)} AS TIMESTAMP) IS NOT NULL"
         elif f == "quantity":
             ok = f"{t} IN ('BIGINT', 'UBIGINT')"
         else:
-            ok = f"{t} IN ('BIGINT', 'UBIGINT', 'DOUBLE') AND try_cast({_v(i)} AS DECIMAL(18,2)) IS NOT NULL"
+            ok = f"{t} IN ('BIGINT', 'UBIGINT', 'DOUBLE') AND try_cast({val(i)} AS DECIMAL(18,2)) IS NOT NULL"
         whens.append(f"WHEN NOT ({ok}) THEN 'wrong_type_{f}'")
-    whens.append(f"WHEN try_cast({_v(FIELDS.index('quantity'))} AS BIGINT) <= 0 THEN 'non_positive_quantity'")
-    whens.append(f"WHEN try_cast({_v(FIELDS.index('price'))} AS DECIMAL(18,2)) <= 0 THEN 'non_positive_price'")
+    whens.append(f"WHEN try_cast({val(FIELDS.index('quantity'))} AS BIGINT) <= 0 THEN 'non_positive_quantity'")
+    whens.append(f"WHEN try_cast({val(FIELDS.index('price'))} AS DECIMAL(18,2)) <= 0 THEN 'non_positive_price'")
     return "CASE " + " ".join(whens) + " END"
 
 
-def _typed_sql() -> str:
-    s = lambda f: f"json_extract_string({_v(FIELDS.index(f))}, '$')"  # noqa: E731
+def _typed_sql(val: Callable[[int], str] = _v, text: Callable[[int], str] = _json_text) -> str:
+    s = lambda f: text(FIELDS.index(f))  # noqa: E731
     ts = s("timestamp")
     offset = (
         f"CASE WHEN length({ts}) > 19 AND regexp_matches({ts}, '{_OFFSET}') THEN "
@@ -112,9 +128,9 @@ def _typed_sql() -> str:
     cols = [f"{s(f)} AS {f}" for f in STRING_FIELDS]
     cols += [
         f"try_cast({ts} AS TIMESTAMP) - to_minutes(CAST({offset} AS BIGINT)) AS timestamp",
-        f"try_cast({_v(FIELDS.index('quantity'))} AS BIGINT) AS quantity",
-        f"try_cast({_v(FIELDS.index('price'))} AS DECIMAL(18,2)) AS price",
-        f"try_cast({_v(FIELDS.index('total_amount'))} AS DECIMAL(18,2)) AS total_amount",
+        f"try_cast({val(FIELDS.index('quantity'))} AS BIGINT) AS quantity",
+        f"try_cast({val(FIELDS.index('price'))} AS DECIMAL(18,2)) AS price",
+        f"try_cast({val(FIELDS.index('total_amount'))} AS DECIMAL(18,2)) AS total_amount",
     ]
     return ", ".join(cols)
 
@@ -134,19 +150,58 @@ def _checked_sql(source: str) -> str:
     )
 
 
-_OUTPUT_SELECT = """
+def _fast_sql() -> str:
+    """The same columns as ``_checked_sql`` from ONE typed ``read_json`` (every field read as JSON).
+
+    Each field arrives as its own small JSON value (``j<i>``, SQL NULL when absent), its JSON type
+    (``t<i>``) and string text (``s<i>``) are computed once, and the same rule and typed expressions
+    as the checked path apply to them, so a record gets the same rule and values on both paths. The
+    reader raises (and the caller falls back to the checked path) on a file that is not JSON, a record
+    that is not an object, or a repeated key.
+    """
+    j, t, s = (lambda i: f"j{i}"), (lambda i: f"t{i}"), (lambda i: f"s{i}")  # noqa: E731
+    columns = "{" + ", ".join(f"'{f}': 'JSON'" for f in FIELDS) + "}"
+    fields = ", ".join(
+        f'"{f}" AS j{i}, json_type("{f}") AS t{i}, json_extract_string("{f}", \'$\') AS s{i}'
+        for i, f in enumerate(FIELDS)
+    )
+    helpers = ", ".join(f"{x}{i}" for i in range(len(FIELDS)) for x in "jts")
+    return (
+        f"SELECT filename, {_rule_sql(j, t, s, check_object=False)} AS rule, "  # noqa: S608
+        f"* EXCLUDE (filename, {helpers}) FROM ("
+        f"SELECT filename, {helpers}, {_typed_sql(j, s)} FROM ("
+        f"SELECT filename, {fields} FROM read_json(?, format = 'auto', records = true, filename = true, "
+        f"columns = {columns})))"
+    )
+
+
+_FAST = _fast_sql()
+
+
+def _output_sql(source: str, *, fast: bool = False) -> str:
+    """The processed columns of the good records of ``source`` (``_checked_sql``/``_fast_sql`` columns).
+
+    ``fast``: every record instead, with ``_rule`` (the rule, ``ok`` for a good record) to partition the
+    write by, so one pass gives the output and the bad records' counts.
+    """
+    return f"""
 SELECT transaction_id, "timestamp", customer_id, product_id, product_name, category, quantity, price,
        total_amount, discount, total_amount - discount AS final_amount,
        year("timestamp")::INTEGER AS year, month("timestamp")::INTEGER AS month, day("timestamp")::INTEGER AS day,
        hour("timestamp")::INTEGER AS hour, (isodow("timestamp") - 1)::INTEGER AS day_of_week,
-       source_file
+       source_file{", coalesce(rule, '" + _FAST_OK + "') AS _rule" if fast else ""}
 FROM (
   SELECT *, round(CASE WHEN total_amount >= 500 THEN total_amount * 0.10
                        WHEN total_amount >= 100 THEN total_amount * 0.05 ELSE 0 END, 2)::DECIMAL(18,2) AS discount,
          files_map.file AS source_file
-  FROM read_parquet(?) AS c LEFT JOIN files_map USING (filename) WHERE rule IS NULL
+  FROM {source} AS c LEFT JOIN files_map USING (filename){"" if fast else " WHERE rule IS NULL"}
 )
-"""
+"""  # noqa: S608
+
+
+_FAST_OK = "ok"  # the ``_rule`` partition of the good records (no rule is named ``ok``)
+_OUTPUT_SELECT = _output_sql("read_parquet(?)")
+_FAST_OUTPUT = _output_sql(f"({_FAST})", fast=True)
 
 
 @dataclass
@@ -231,6 +286,48 @@ def _parse_all(
     return bad
 
 
+def _fast_write(
+    lake: Lake, con: duckdb.DuckDBPyConnection, uris: list[str], staging: str
+) -> tuple[str, list[tuple[str, str | None, int]]] | None:
+    """The fast path: ONE typed ``read_json`` statement over every file (``_fast_sql``), partitioned by
+    rule into ``staging`` (a lake folder): the good records are the output, the bad ones only counted.
+
+    Returns the key of the staged output file and the counts ``(filename, rule or None, n)`` the
+    checked path would give; None when the statement raises (a file that is not JSON, a record that is
+    not an object, a repeated key...): the caller then runs the checked path, which names the problem.
+    """
+    try:
+        con.sql(_FAST_OUTPUT, params=[uris]).write_parquet(
+            lake.output_uri(staging), compression="zstd", row_group_size=122_880, partition_by=["_rule"]
+        )
+    except (duckdb.InvalidInputException, duckdb.ConversionException):
+        lake.delete_prefix(staging)
+        return None
+    written = [o.key for o in lake.list_objects(staging)]
+    ok = [k for k in written if k.startswith(f"{staging}_rule={_FAST_OK}/")]
+    bad = [lake.uri(k) for k in written if k not in ok]
+    out = f"{staging}{DATA_FILE}"
+    if len(ok) == 1:
+        out = ok[0]
+    elif ok:  # the engine split the good records over several files: one file, as the checked path writes
+        _write_parquet(con, "SELECT * FROM read_parquet(?)", [[lake.uri(k) for k in ok]], lake.output_uri(out))
+    else:  # no good record: an empty file with the output's columns
+        _write_parquet(con, f"SELECT * EXCLUDE (_rule) FROM ({_FAST_OUTPUT}) LIMIT 0", [uris], lake.output_uri(out))
+    n_ok = con.execute("SELECT count(*) FROM read_parquet(?)", [lake.uri(out)]).fetchone()[0]
+    uri_of = dict(con.execute("SELECT file, filename FROM files_map").fetchall())  # lake key -> uri
+    # the good records are only counted as a whole (their file does not matter to the caller)
+    counts: list[tuple[str, str | None, int]] = [(uris[0], None, int(n_ok))] if n_ok else []
+    if bad:
+        counts += [
+            (uri_of[file], rule, int(n))
+            for file, rule, n in con.execute(
+                "SELECT source_file, _rule, count(*) FROM read_parquet(?, hive_partitioning = true) GROUP BY ALL",
+                [bad],
+            ).fetchall()
+        ]
+    return out, counts
+
+
 def _quarantined_records(
     con: duckdb.DuckDBPyConnection, uri: str, label: str
 ) -> list[tuple]:
@@ -290,15 +387,20 @@ def transform_partition(
     try:
         con.register("files_map", pa.table({"filename": list(by_uri), "file": list(by_uri.values())}))
         checked = str(tmp / "checked.parquet")
-        unparseable = _parse_all(con, uris, checked) if uris else {}
+        staging = f"{INTERMEDIATE}{uuid.uuid4().hex}/"
+        # the fast path: one statement reads every file and writes the output + the bad records' counts
+        fast = _fast_write(lake, con, uris, staging) if uris else None
+        unparseable = {} if fast is not None or not uris else _parse_all(con, uris, checked)
         for uri, problem in sorted(unparseable.items()):
             result.bad_files.append({"file": by_uri[uri], "rule": "not_json", "problem": problem})
         good_uris = [u for u in uris if u not in unparseable]
 
-        counts = (
-            con.execute("SELECT filename, rule, count(*) FROM read_parquet(?) GROUP BY ALL", [checked]).fetchall()
-            if good_uris else []
-        )
+        if fast is not None:
+            counts = fast[1]
+        elif good_uris:
+            counts = con.execute("SELECT filename, rule, count(*) FROM read_parquet(?) GROUP BY ALL", [checked]).fetchall()
+        else:
+            counts = []
         per_file_bad: dict[str, int] = {}
         for filename, rule, n in counts:
             result.records_in += n
@@ -315,11 +417,14 @@ def transform_partition(
             lake.delete_prefix(out_prefix)
             lake.delete_prefix(q_prefix)
         if good_uris:
-            staging = f"{INTERMEDIATE}{uuid.uuid4().hex}/{DATA_FILE}"
-            _write_parquet(con, _OUTPUT_SELECT, [checked], lake.output_uri(staging))
+            if fast is None:
+                staged = f"{staging}{DATA_FILE}"
+                _write_parquet(con, _OUTPUT_SELECT, [checked], lake.output_uri(staged))
+            else:
+                staged = fast[0]
             result.output_key = out_prefix + (DATA_FILE if part is None else f"part-{part}.parquet")
-            lake.copy(staging, result.output_key)
-            lake.delete_prefix(staging.rsplit("/", 1)[0] + "/")
+            lake.copy(staged, result.output_key)
+        lake.delete_prefix(staging)
 
         records: list[tuple] = []
         for filename in sorted(per_file_bad):

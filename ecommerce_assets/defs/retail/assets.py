@@ -6,6 +6,7 @@ import json
 import dagster as dg
 
 from ecommerce_assets.metadata import table_metadata, warehouse_table_metadata
+from ecommerce_assets.registration import current_raw_files, register_landed
 from ecommerce_assets.resources.lake import Lake
 from ecommerce_assets.resources.warehouse import Warehouse
 from ecommerce_assets.transforms import retail
@@ -39,31 +40,10 @@ def cleaned_glob(lake: Lake) -> str:
     ),
 )
 def online_retail_raw(context: dg.AssetExecutionContext, lake: Lake) -> dg.MaterializeResult:
-    registered, unchanged, superseded = [], 0, 0
-    for obj in lake.list_objects(LANDING):
-        if not obj.key.lower().endswith(SUFFIXES):
-            continue
-        raw_key = RAW + obj.key[len(LANDING):]
-        if lake.exists(raw_key):
-            if lake.read_bytes(raw_key) == lake.read_bytes(obj.key):
-                unchanged += 1
-                continue
-            lake.copy(raw_key, f"{RAW}_superseded/{obj.key[len(LANDING):]}.{lake.stat(raw_key).version}")
-            superseded += 1
-        lake.copy(obj.key, raw_key)
-        registered.append(raw_key)
-        context.log.info(f"registered {obj.key} -> {raw_key} ({obj.size:,} bytes)")
-    files = [o for o in lake.list_objects(RAW) if "/_superseded/" not in o.key]
-    return dg.MaterializeResult(
-        metadata={
-            "newly_registered": dg.MetadataValue.json(registered),
-            "unchanged": unchanged,
-            "superseded": superseded,
-            "raw_files": len(files),
-            "raw_bytes": sum(o.size for o in files),
-            "dagster/uri": dg.MetadataValue.path(lake.uri(RAW)),
-        }
+    reg = register_landed(
+        lake, LANDING, RAW, accept=lambda o: o.key.lower().endswith(SUFFIXES), log=context.log.info
     )
+    return dg.MaterializeResult(metadata=reg.metadata(lake, RAW))
 
 
 @dg.asset(
@@ -80,7 +60,7 @@ def online_retail_raw(context: dg.AssetExecutionContext, lake: Lake) -> dg.Mater
     ),
 )
 def online_retail_cleaned(context: dg.AssetExecutionContext, lake: Lake) -> dg.MaterializeResult:
-    raw_files = [o for o in lake.list_objects(RAW) if "/_superseded/" not in o.key]
+    raw_files = current_raw_files(lake, RAW)
     good, labels, bad = [], [], []
     for obj in raw_files:
         try:

@@ -11,6 +11,7 @@ import datetime as dt
 import dagster as dg
 
 from ecommerce_assets.metadata import table_metadata, warehouse_table_metadata
+from ecommerce_assets.registration import current_raw_files, register_landed
 from ecommerce_assets.resources.lake import Lake
 from ecommerce_assets.resources.lake_catalog import LakeCatalog
 from ecommerce_assets.resources.warehouse import Warehouse
@@ -20,7 +21,6 @@ from ecommerce_assets.transforms import transactions as tx
 GROUP = "transactions"
 LANDING = "landing/transactions/"
 RAW = "raw/transactions/"
-SUPERSEDED = "_superseded/"
 ANALYTICS_PREFIX = "processed/analytics/transactions/"
 START_DATE = "2020-01-01"
 CATALOG_TABLE = "transactions"
@@ -46,32 +46,9 @@ _interval = get_settings().generator_interval_minutes
 def transactions_raw(context: dg.AssetExecutionContext, lake: Lake) -> dg.MaterializeResult:
     date = context.partition_key
     landing, raw = f"{LANDING}date={date}/", f"{RAW}date={date}/"
-    registered: list[str] = []
-    unchanged = superseded = 0
-    for obj in lake.list_objects(landing):
-        raw_key = raw + obj.key[len(landing):]
-        if lake.exists(raw_key):
-            old = lake.stat(raw_key)
-            if old.size == obj.size and lake.read_bytes(raw_key) == lake.read_bytes(obj.key):
-                unchanged += 1
-                continue
-            lake.copy(raw_key, f"{raw}{SUPERSEDED}{obj.key[len(landing):]}.{old.version}")
-            superseded += 1
-        lake.copy(obj.key, raw_key)
-        registered.append(raw_key)
-    files = [o for o in lake.list_objects(raw) if f"/{SUPERSEDED}" not in o.key]
-    context.log.info(f"{date}: {len(registered)} new file(s), {unchanged} unchanged, {superseded} superseded")
-    return dg.MaterializeResult(
-        metadata={
-            "files": len(files),
-            "bytes": sum(o.size for o in files),
-            "newly_registered": len(registered),
-            "newly_registered_keys": dg.MetadataValue.json(registered[:100]),
-            "unchanged": unchanged,
-            "superseded": superseded,
-            "dagster/uri": dg.MetadataValue.path(lake.uri(raw)),
-        }
-    )
+    reg = register_landed(lake, landing, raw)
+    context.log.info(f"{date}: {len(reg.registered)} new file(s), {reg.unchanged} unchanged, {reg.superseded} superseded")
+    return dg.MaterializeResult(metadata=reg.metadata(lake, raw))
 
 
 RECONCILES = dg.AssetCheckSpec(
@@ -108,7 +85,7 @@ def transactions(
 ) -> dg.MaterializeResult:
     date = context.partition_key
     raw = f"{RAW}date={date}/"
-    objects = [o for o in lake.list_objects(raw) if f"/{SUPERSEDED}" not in o.key]
+    objects = current_raw_files(lake, raw)
     result = tx.transform_partition(lake, date, objects)
     for bad in result.bad_files:
         context.log.warning(f"quarantined file {bad['file']}: {bad['rule']}: {bad['problem']}")
