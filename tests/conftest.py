@@ -6,6 +6,7 @@ import os
 import shutil
 import socket
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -72,12 +73,26 @@ MOTO_REGION = "us-east-1"
 
 @pytest.fixture(scope="session")
 def moto_endpoint() -> Iterator[str]:
-    """moto's server (real HTTP) on a free port of 127.0.0.1; fake credentials for the whole session."""
-    from moto.server import ThreadedMotoServer
+    """moto's server in its own process (real HTTP on a free port of 127.0.0.1); fake credentials.
+
+    A separate process, not ``ThreadedMotoServer``: DuckDB's httpfs may hold the GIL while it lists a
+    prefix, and a server thread in the same interpreter could then never answer.
+    """
+    import urllib.request
 
     port = free_port()
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    server.start()
+    proc = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            urllib.request.urlopen(f"{url}/moto-api/", timeout=2).close()
+            break
+        except OSError:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"moto server did not start on {url}") from None
+            time.sleep(0.2)
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("AWS_ACCESS_KEY_ID", "testing")
         mp.setenv("AWS_SECRET_ACCESS_KEY", "testing")
@@ -85,8 +100,12 @@ def moto_endpoint() -> Iterator[str]:
         mp.delenv("AWS_PROFILE", raising=False)
         mp.setenv("AWS_DEFAULT_REGION", MOTO_REGION)
         mp.setenv("AWS_REGION", MOTO_REGION)
-        yield f"http://127.0.0.1:{port}"
-    server.stop()
+        yield url
+    proc.terminate()
+    try:
+        proc.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
 
 
 @pytest.fixture(scope="session")

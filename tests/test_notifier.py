@@ -10,12 +10,10 @@ from pathlib import Path
 import boto3
 import dagster as dg
 import pytest
-from moto.server import ThreadedMotoServer
 
 from ecommerce_assets.defs.alerts.sensors import alert_on_run_failure, run_summary, summarize_successful_run
 from ecommerce_assets.resources.notifier import AwsNotifier, LocalNotifier, build_notifier
 from ecommerce_assets.settings import get_settings
-from tests.conftest import free_port
 
 
 def test_local_notifier_appends_json_lines_and_logs(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
@@ -32,18 +30,6 @@ def test_local_notifier_appends_json_lines_and_logs(tmp_path: Path, caplog: pyte
 def test_build_notifier_local_uses_state_dir(data_dir: Path) -> None:
     n = build_notifier(get_settings())
     assert isinstance(n, LocalNotifier) and Path(n.alerts_path) == data_dir / "state" / "alerts.log"
-
-
-@pytest.fixture
-def moto_endpoint(monkeypatch: pytest.MonkeyPatch):
-    port = free_port()
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port)
-    server.start()
-    for k, v in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
-                 "AWS_DEFAULT_REGION": "us-east-1"}.items():
-        monkeypatch.setenv(k, v)
-    yield f"http://127.0.0.1:{port}"
-    server.stop()
 
 
 def test_aws_notifier_publishes_to_sns_and_failures_to_the_dlq(moto_endpoint: str) -> None:

@@ -123,11 +123,10 @@ def _features_sql(target: str, source: str) -> list[str]:
     return [
         f"""
 CREATE OR REPLACE TEMP TABLE {target}_tok AS
-SELECT u.id, u.brand_key, u.token
-FROM (SELECT s.id, s.brand_key, unnest(list_distinct(title_tokens(s.title))) AS token
-      FROM {source} s SEMI JOIN m_brands b ON s.brand_key = b.brand_key) u
-ANTI JOIN m_skip k ON k.brand_key = u.brand_key AND k.token = u.token
+SELECT s.id, s.brand_key, unnest(list_distinct(title_tokens(s.title))) AS token
+FROM {source} s SEMI JOIN m_brands b ON s.brand_key = b.brand_key
 """,
+        f"DELETE FROM {target}_tok u USING m_skip k WHERE k.brand_key = u.brand_key AND k.token = u.token",
         f"""
 CREATE OR REPLACE TEMP TABLE {target} AS
 SELECT id, any_value(brand_key) AS brand_key, list(token) AS toks,
@@ -182,7 +181,9 @@ _DIRECT_SOURCE = "(SELECT di_id AS id, brand_key, title FROM m_di WHERE brand_ke
 # record of the brand on both sides, as the rule says.
 _BLOCKS = f"""
 CREATE OR REPLACE TEMP TABLE m_keys AS
-SELECT brand_key, dsig, ssig FROM m_sfeat INTERSECT SELECT brand_key, dsig, ssig FROM m_dfeat;
+SELECT row_number() OVER () AS key_id, * FROM (
+    SELECT brand_key, dsig, ssig FROM m_sfeat INTERSECT SELECT brand_key, dsig, ssig FROM m_dfeat
+);
 
 CREATE OR REPLACE TEMP TABLE m_df AS
 SELECT brand_key, token, sum(n) AS df FROM (
@@ -191,36 +192,33 @@ SELECT brand_key, token, sum(n) AS df FROM (
     SELECT t.brand_key, t.token, t.n FROM m_ddf t SEMI JOIN m_brands b ON t.brand_key = b.brand_key
 ) GROUP BY ALL;
 
--- blocking keys: (brand, digit tokens, size words, one of the record's rarest tokens within the brand), rarity
--- ties are broken by a hash of the token, then by the full hash (the order never depends on the row order)
+CREATE OR REPLACE TEMP TABLE m_rec_tok AS
+SELECT 's' AS side, t.id, r.key_id, t.brand_key, t.token
+FROM m_sfeat_tok t JOIN (SELECT f.id, k.key_id FROM m_sfeat f JOIN m_keys k USING (brand_key, dsig, ssig)) r USING (id)
+UNION ALL
+SELECT 'd' AS side, id, key_id, brand_key, unnest(toks) AS token
+FROM m_dfeat JOIN m_keys USING (brand_key, dsig, ssig);
+
+-- blocking keys: (brand, digit tokens, size words) as ``key_id`` and one of the record's rarest tokens within
+-- the brand, rarity ties broken by a hash of the token, then by the full hash (never by the row order)
 CREATE OR REPLACE TEMP TABLE m_blocks AS
-WITH rec AS (
-    SELECT 's' AS side, id, brand_key, dsig, ssig, toks FROM m_sfeat SEMI JOIN m_keys USING (brand_key, dsig, ssig)
-    UNION ALL
-    SELECT 'd' AS side, id, brand_key, dsig, ssig, toks FROM m_dfeat SEMI JOIN m_keys USING (brand_key, dsig, ssig)
-), u AS (
-    SELECT side, id, brand_key, dsig, ssig, unnest(toks) AS token FROM rec
-), rare AS (
-    SELECT u.side, u.id, any_value(u.brand_key) AS brand_key, any_value(u.dsig) AS dsig, any_value(u.ssig) AS ssig,
-           min_by(u.token, (f.df * 1000000 + hash(u.token) % 1000000)::HUGEINT * 18446744073709551616
-                           + hash(u.token), {BLOCK_TOKENS}) AS tokens
-    FROM u JOIN m_df f ON f.brand_key = u.brand_key AND f.token = u.token
-    GROUP BY u.side, u.id
-)
-SELECT side, id, brand_key, dsig, ssig, unnest(tokens) AS token FROM rare;
+SELECT u.side, u.id, u.key_id,
+       unnest(min_by(u.token, (f.df * 1000000 + hash(u.token) % 1000000)::HUGEINT * 18446744073709551616
+                              + hash(u.token), {BLOCK_TOKENS})) AS token
+FROM m_rec_tok u JOIN m_df f ON f.brand_key = u.brand_key AND f.token = u.token
+GROUP BY u.side, u.id, u.key_id;
 
 CREATE OR REPLACE TEMP TABLE m_pairs AS
 WITH sizes AS (
-    SELECT brand_key, dsig, ssig, token,
-           count(*) FILTER (WHERE side = 's') AS ns, count(*) FILTER (WHERE side = 'd') AS nd
+    SELECT key_id, token, count(*) FILTER (WHERE side = 's') AS ns, count(*) FILTER (WHERE side = 'd') AS nd
     FROM m_blocks GROUP BY ALL
 ), ok AS (
-    SELECT brand_key, dsig, ssig, token FROM sizes WHERE ns > 0 AND nd > 0 AND ns * nd <= {MAX_BLOCK_PAIRS}
+    SELECT key_id, token FROM sizes WHERE ns > 0 AND nd > 0 AND ns * nd <= {MAX_BLOCK_PAIRS}
 )
 SELECT DISTINCT s.id AS sp_id, d.id AS di_id
 FROM ok
-JOIN m_blocks s ON s.side = 's' AND s.brand_key = ok.brand_key AND s.dsig = ok.dsig AND s.ssig = ok.ssig AND s.token = ok.token
-JOIN m_blocks d ON d.side = 'd' AND d.brand_key = ok.brand_key AND d.dsig = ok.dsig AND d.ssig = ok.ssig AND d.token = ok.token;
+JOIN m_blocks s ON s.side = 's' AND s.key_id = ok.key_id AND s.token = ok.token
+JOIN m_blocks d ON d.side = 'd' AND d.key_id = ok.key_id AND d.token = ok.token;
 
 CREATE OR REPLACE TEMP TABLE m_title AS
 WITH scored AS (

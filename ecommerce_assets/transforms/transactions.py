@@ -83,16 +83,29 @@ def _json_text(i: int) -> str:
     return f"json_extract_string({_v(i)}, '$')"
 
 
+def _json_cast(val: Callable[[int], str], text: Callable[[int], str]) -> Callable[[int], str]:
+    """The typed value of a non-text field: TIMESTAMP from the text, BIGINT / DECIMAL(18,2) from the JSON."""
+
+    def cast(i: int) -> str:
+        if FIELDS[i] == "timestamp":
+            return f"try_cast({text(i)} AS TIMESTAMP)"
+        return f"try_cast({val(i)} AS {'BIGINT' if FIELDS[i] == 'quantity' else 'DECIMAL(18,2)'})"
+
+    return cast
+
+
 def _rule_sql(
     val: Callable[[int], str] = _v, typ: Callable[[int], str] = _json_type, text: Callable[[int], str] = _json_text,
-    *, check_object: bool = True,
+    cast: Callable[[int], str] | None = None, *, check_object: bool = True,
 ) -> str:
     """The CASE expression naming the first rule a parsed record breaks (NULL when it is good).
 
     Field ``i`` is the JSON value ``val(i)`` (SQL NULL when absent), of JSON type ``typ(i)``, with the
-    text ``text(i)`` when it is a string. ``check_object=False`` leaves out ``not_an_object``, for a
-    reader that has already refused any record that is not an object.
+    text ``text(i)`` when it is a string and the typed value ``cast(i)`` (``_json_cast``) for the
+    timestamp and the numbers. ``check_object=False`` leaves out ``not_an_object``, for a reader that
+    has already refused any record that is not an object.
     """
+    cast = cast or _json_cast(val, text)
     whens = ["WHEN jt <> 'OBJECT' THEN 'not_an_object'"] if check_object else []
     for i, f in enumerate(FIELDS):
         whens.append(
@@ -105,18 +118,21 @@ def _rule_sql(
         if f in STRING_FIELDS:
             ok = f"{t} = 'VARCHAR'"
         elif f == "timestamp":
-            ok = f"{t} = 'VARCHAR' AND try_cast({text(i)} AS TIMESTAMP) IS NOT NULL"
+            ok = f"{t} = 'VARCHAR' AND {cast(i)} IS NOT NULL"
         elif f == "quantity":
             ok = f"{t} IN ('BIGINT', 'UBIGINT')"
         else:
-            ok = f"{t} IN ('BIGINT', 'UBIGINT', 'DOUBLE') AND try_cast({val(i)} AS DECIMAL(18,2)) IS NOT NULL"
+            ok = f"{t} IN ('BIGINT', 'UBIGINT', 'DOUBLE') AND {cast(i)} IS NOT NULL"
         whens.append(f"WHEN NOT ({ok}) THEN 'wrong_type_{f}'")
-    whens.append(f"WHEN try_cast({val(FIELDS.index('quantity'))} AS BIGINT) <= 0 THEN 'non_positive_quantity'")
-    whens.append(f"WHEN try_cast({val(FIELDS.index('price'))} AS DECIMAL(18,2)) <= 0 THEN 'non_positive_price'")
+    whens.append(f"WHEN {cast(FIELDS.index('quantity'))} <= 0 THEN 'non_positive_quantity'")
+    whens.append(f"WHEN {cast(FIELDS.index('price'))} <= 0 THEN 'non_positive_price'")
     return "CASE " + " ".join(whens) + " END"
 
 
-def _typed_sql(val: Callable[[int], str] = _v, text: Callable[[int], str] = _json_text) -> str:
+def _typed_sql(
+    val: Callable[[int], str] = _v, text: Callable[[int], str] = _json_text, cast: Callable[[int], str] | None = None
+) -> str:
+    cast = cast or _json_cast(val, text)
     s = lambda f: text(FIELDS.index(f))  # noqa: E731
     ts = s("timestamp")
     offset = (
@@ -126,12 +142,8 @@ def _typed_sql(val: Callable[[int], str] = _v, text: Callable[[int], str] = _jso
         f"+ CAST(regexp_extract({ts}, '{_OFFSET}', 5) AS INTEGER)) ELSE 0 END"
     )
     cols = [f"{s(f)} AS {f}" for f in STRING_FIELDS]
-    cols += [
-        f"try_cast({ts} AS TIMESTAMP) - to_minutes(CAST({offset} AS BIGINT)) AS timestamp",
-        f"try_cast({val(FIELDS.index('quantity'))} AS BIGINT) AS quantity",
-        f"try_cast({val(FIELDS.index('price'))} AS DECIMAL(18,2)) AS price",
-        f"try_cast({val(FIELDS.index('total_amount'))} AS DECIMAL(18,2)) AS total_amount",
-    ]
+    cols += [f"{cast(FIELDS.index('timestamp'))} - to_minutes(CAST({offset} AS BIGINT)) AS timestamp"]
+    cols += [f"{cast(FIELDS.index(f))} AS {f}" for f in ("quantity", "price", "total_amount")]
     return ", ".join(cols)
 
 
@@ -150,32 +162,43 @@ def _checked_sql(source: str) -> str:
     )
 
 
-def _fast_sql() -> str:
-    """The same columns as ``_checked_sql`` from ONE typed ``read_json`` (every field read as JSON).
+def _fast_sql(files: str) -> str:
+    """The same columns as ``_checked_sql`` from ONE typed ``read_json`` of ``files`` (every field as JSON).
 
-    Each field arrives as its own small JSON value (``j<i>``, SQL NULL when absent), its JSON type
-    (``t<i>``) and string text (``s<i>``) are computed once, and the same rule and typed expressions
-    as the checked path apply to them, so a record gets the same rule and values on both paths. The
-    reader raises (and the caller falls back to the checked path) on a file that is not JSON, a record
-    that is not an object, or a repeated key.
+    Each field arrives as its own small JSON value (``j<i>``, SQL NULL when absent); its JSON type
+    (``t<i>``), its text when it is a string (``s<i>``) and its typed value (``c<i>``) are computed
+    once, and the same rule and typed expressions as the checked path apply to them, so a record gets
+    the same rule and values on both paths. Shortcuts that give the same results: a JSON text starting
+    with ``"`` is a string, and without a backslash its text is what is between the quotes. The reader
+    raises (and the caller falls back to the checked path) on a file that is not JSON, a record that is
+    not an object, or a repeated key.
     """
-    j, t, s = (lambda i: f"j{i}"), (lambda i: f"t{i}"), (lambda i: f"s{i}")  # noqa: E731
+    j, t, s, c = (lambda i: f"j{i}"), (lambda i: f"t{i}"), (lambda i: f"s{i}"), (lambda i: f"c{i}")  # noqa: E731
     columns = "{" + ", ".join(f"'{f}': 'JSON'" for f in FIELDS) + "}"
-    fields = ", ".join(
-        f'"{f}" AS j{i}, json_type("{f}") AS t{i}, json_extract_string("{f}", \'$\') AS s{i}'
-        for i, f in enumerate(FIELDS)
-    )
-    helpers = ", ".join(f"{x}{i}" for i in range(len(FIELDS)) for x in "jts")
+    parsed, casts = [], []
+    for i, f in enumerate(FIELDS):
+        col = f'"{f}"'
+        is_text = f"starts_with({col}, '\"')"
+        parsed.append(
+            f"{col} AS j{i}, CASE WHEN {is_text} THEN 'VARCHAR' ELSE json_type({col}) END AS t{i}, "
+            f"CASE WHEN NOT {is_text} OR contains({col}, '\\') THEN json_extract_string({col}, '$') "
+            f"ELSE trim({col}, '\"') END AS s{i}"
+        )
+        if f not in STRING_FIELDS:
+            casts.append(f"{_json_cast(j, s)(i)} AS c{i}")
+    helpers = [f"{x}{i}" for i in range(len(FIELDS)) for x in "jts"]
     return (
-        f"SELECT filename, {_rule_sql(j, t, s, check_object=False)} AS rule, "  # noqa: S608
-        f"* EXCLUDE (filename, {helpers}) FROM ("
-        f"SELECT filename, {helpers}, {_typed_sql(j, s)} FROM ("
-        f"SELECT filename, {fields} FROM read_json(?, format = 'auto', records = true, filename = true, "
-        f"columns = {columns})))"
+        f"SELECT filename, {_rule_sql(j, t, s, c, check_object=False)} AS rule, {_typed_sql(j, s, c)} FROM ("  # noqa: S608
+        f"SELECT filename, {', '.join(helpers)}, {', '.join(casts)} FROM ("
+        f"SELECT filename, {', '.join(parsed)} FROM read_json({files}, format = 'auto', records = true, "
+        f"filename = true, columns = {columns})))"
     )
 
 
-_FAST = _fast_sql()
+# the files are a session variable, not a parameter: a parameter would make the Python client
+# materialize the whole result before writing it, the variable lets the write stream
+_FILES_VARIABLE = "transactions_files"
+_FAST = _fast_sql(f"getvariable('{_FILES_VARIABLE}')")
 
 
 def _output_sql(source: str, *, fast: bool = False) -> str:
@@ -296,8 +319,9 @@ def _fast_write(
     checked path would give; None when the statement raises (a file that is not JSON, a record that is
     not an object, a repeated key...): the caller then runs the checked path, which names the problem.
     """
+    con.execute(f"SET VARIABLE {_FILES_VARIABLE} = ?", [uris])
     try:
-        con.sql(_FAST_OUTPUT, params=[uris]).write_parquet(
+        con.sql(_FAST_OUTPUT).write_parquet(
             lake.output_uri(staging), compression="zstd", row_group_size=122_880, partition_by=["_rule"]
         )
     except (duckdb.InvalidInputException, duckdb.ConversionException):
@@ -312,7 +336,7 @@ def _fast_write(
     elif ok:  # the engine split the good records over several files: one file, as the checked path writes
         _write_parquet(con, "SELECT * FROM read_parquet(?)", [[lake.uri(k) for k in ok]], lake.output_uri(out))
     else:  # no good record: an empty file with the output's columns
-        _write_parquet(con, f"SELECT * EXCLUDE (_rule) FROM ({_FAST_OUTPUT}) LIMIT 0", [uris], lake.output_uri(out))
+        _write_parquet(con, f"SELECT * EXCLUDE (_rule) FROM ({_FAST_OUTPUT}) LIMIT 0", [], lake.output_uri(out))
     n_ok = con.execute("SELECT count(*) FROM read_parquet(?)", [lake.uri(out)]).fetchone()[0]
     uri_of = dict(con.execute("SELECT file, filename FROM files_map").fetchall())  # lake key -> uri
     # the good records are only counted as a whole (their file does not matter to the caller)

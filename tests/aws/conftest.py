@@ -1,35 +1,14 @@
-"""AWS-mode fixtures: one moto server (real HTTP, ``ThreadedMotoServer``) per session, a fresh bucket per test."""
+"""AWS-mode fixtures: a fresh bucket per test on the session's moto server (``tests/conftest.py``)."""
 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import boto3
 import pytest
-from moto.server import ThreadedMotoServer
 
-from tests.conftest import free_port
-
-REGION = "us-east-1"
-
-
-@pytest.fixture(scope="session")
-def moto_endpoint() -> Iterator[str]:
-    """moto's server on a free port of 127.0.0.1; fake credentials for the whole session."""
-    port = free_port()
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    server.start()
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("AWS_ACCESS_KEY_ID", "testing")
-        mp.setenv("AWS_SECRET_ACCESS_KEY", "testing")
-        mp.delenv("AWS_SESSION_TOKEN", raising=False)
-        mp.delenv("AWS_PROFILE", raising=False)
-        mp.setenv("AWS_DEFAULT_REGION", REGION)
-        mp.setenv("AWS_REGION", REGION)
-        yield f"http://127.0.0.1:{port}"
-    server.stop()
+from tests.conftest import MOTO_REGION as REGION
 
 
 @pytest.fixture
