@@ -362,3 +362,17 @@ def test_fast_path_refuses_what_only_the_checked_path_can_name(
     assert tx._fast_write(lake, con, uris, "intermediate/probe/") is None
     result = tx.transform_partition(lake, DATE, objs)
     assert result.reconciles and result.records_out == 1 and result.by_rule == by_rule
+
+
+def test_fast_path_with_no_good_record_writes_an_empty_output_like_the_checked_path(tmp_path: Path) -> None:
+    outputs = []
+    for name, extra in (("fast", None), ("checked", b"not json")):
+        lk = LocalLake(base_dir=str(tmp_path / name))
+        lk.write_bytes(LANDING + "bad.json", json.dumps([_rec(1, quantity=0), _rec(2, price="x")]).encode())
+        if extra:
+            lk.write_bytes(LANDING + "zz.json", extra)
+        result = tx.transform_partition(lk, DATE, list(lk.list_objects(LANDING)))
+        assert result.reconciles and (result.records_out, result.records_quarantined) == (0, 2)
+        assert result.by_rule == {"non_positive_quantity": 1, "wrong_type_price": 1}
+        outputs.append(_outputs(lk, result))
+    assert outputs[0] == outputs[1] and outputs[0][1] == []

@@ -31,3 +31,23 @@ def build_dbt_resource(settings: Settings) -> DbtCliResource:
         target=settings.dbt_target,
         dbt_executable=dbt_executable(),
     )
+
+
+_PROFILE_VARS = {  # dbt target -> the profiles.yml variables its connection reads
+    "postgres": ("ECOMMERCE_PG_HOST", "ECOMMERCE_PG_PORT", "ECOMMERCE_PG_USER", "ECOMMERCE_PG_PASSWORD", "ECOMMERCE_PG_DB"),
+    "redshift": ("ECOMMERCE_REDSHIFT_HOST", "ECOMMERCE_REDSHIFT_PORT", "ECOMMERCE_REDSHIFT_USER",
+                 "ECOMMERCE_REDSHIFT_PASSWORD", "ECOMMERCE_REDSHIFT_DB"),
+}
+
+
+def dbt_connection_env(settings: Settings) -> dict[str, str]:
+    """The profiles.yml connection variables of the dbt target, derived from ``ECOMMERCE_WAREHOUSE_DSN``
+    so dbt writes to the very database the warehouse resource loads (one setting, not two)."""
+    names = _PROFILE_VARS.get(settings.dbt_target)
+    if not names or not settings.warehouse_dsn:
+        return {}
+    from psycopg.conninfo import conninfo_to_dict
+
+    info = conninfo_to_dict(settings.warehouse_dsn)
+    values = (info.get("host"), info.get("port"), info.get("user"), info.get("password"), info.get("dbname"))
+    return {name: str(value) for name, value in zip(names, values, strict=True) if value is not None}

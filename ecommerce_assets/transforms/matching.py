@@ -125,8 +125,8 @@ def _features_sql(target: str, source: str) -> list[str]:
 CREATE OR REPLACE TEMP TABLE {target}_tok AS
 SELECT s.id, s.brand_key, unnest(list_distinct(title_tokens(s.title))) AS token
 FROM {source} s SEMI JOIN m_brands b ON s.brand_key = b.brand_key
-""",
-        f"DELETE FROM {target}_tok u USING m_skip k WHERE k.brand_key = u.brand_key AND k.token = u.token",
+""",  # noqa: S608 - table names
+        f"DELETE FROM {target}_tok u USING m_skip k WHERE k.brand_key = u.brand_key AND k.token = u.token",  # noqa: S608
         f"""
 CREATE OR REPLACE TEMP TABLE {target} AS
 SELECT id, any_value(brand_key) AS brand_key, list(token) AS toks,
@@ -136,8 +136,8 @@ SELECT id, any_value(brand_key) AS brand_key, list(token) AS toks,
            AS ssig,
        coalesce(list_sort(list(token) FILTER (WHERE token IN ({_words(COLOUR_WORDS)}))), []::VARCHAR[]) AS cols
 FROM {target}_tok GROUP BY id
-""",
-    ]  # noqa: S608 - built from table names and the constant word lists above
+""",  # noqa: S608 - a table name and the constant word lists
+    ]
 
 
 _EXACT = """
@@ -276,7 +276,7 @@ class PreparedInventory:
     the clean title tokens and signatures), ``token_counts.parquet`` (per brand, how many items have each token)
     and ``brands.parquet`` (each brand key's own words). A match run against it tokenises only seller titles."""
 
-    uri: str  # a folder: ends with "/"
+    uri: str  # the folder (with or without a trailing "/")
 
     ITEMS = "items.parquet"
     TOKEN_COUNTS = "token_counts.parquet"

@@ -1,8 +1,19 @@
 """Transactions: landed JSON files -> typed, Hive-partitioned Parquet, with quarantine and reconciliation.
 
 Input files may hold one JSON object, a JSON array of objects, or JSON lines (several formats may be
-mixed in one batch). All files of a partition are read by ONE DuckDB ``read_json_objects`` statement,
-streamed into a local intermediate Parquet file, so memory stays bounded by the engine's limit.
+mixed in one batch). All files of a partition are read by ONE DuckDB statement that streams, so memory
+stays bounded by the engine's limit:
+
+* the fast path (``_fast_write``): a typed ``read_json`` (each field read as its own JSON value, so its
+  JSON type is known exactly), the rules and typed columns as SQL over those values, written straight
+  to the output Parquet partitioned by rule (the bad records' partitions are only counted);
+* the checked path, only when the fast statement raises (a file that is not JSON, a record that is not
+  an object, a repeated key): ``read_json_objects`` + ``json_extract`` into an intermediate Parquet
+  file, a malformed file taken out and quarantined whole, then the output.
+
+Both give the same rows, rules and counts (the rule and typed expressions are generated once, by
+``_rule_sql`` and ``_typed_sql``, for both); the quarantined records' positions are read again, per bad
+file, by ``_quarantined_records`` on either path.
 
 Rules (the first that applies names the record's quarantine reason):
 
@@ -173,22 +184,31 @@ def _fast_sql(files: str) -> str:
     raises (and the caller falls back to the checked path) on a file that is not JSON, a record that is
     not an object, or a repeated key.
     """
-    j, t, s, c = (lambda i: f"j{i}"), (lambda i: f"t{i}"), (lambda i: f"s{i}"), (lambda i: f"c{i}")  # noqa: E731
+    j, t, c = (lambda i: f"j{i}"), (lambda i: f"t{i}"), (lambda i: f"c{i}")  # noqa: E731
+    text_fields = (*STRING_FIELDS, "timestamp")
+
+    def s(i: int) -> str:  # the text: a column for the text fields, evaluated only where needed for numbers
+        return f"s{i}" if FIELDS[i] in text_fields else f"json_extract_string(j{i}, '$')"
+
     columns = "{" + ", ".join(f"'{f}': 'JSON'" for f in FIELDS) + "}"
-    parsed, casts = [], []
+    parsed, helpers, casts = [], [], []
     for i, f in enumerate(FIELDS):
         col = f'"{f}"'
-        is_text = f"starts_with({col}, '\"')"
-        parsed.append(
-            f"{col} AS j{i}, CASE WHEN {is_text} THEN 'VARCHAR' ELSE json_type({col}) END AS t{i}, "
-            f"CASE WHEN NOT {is_text} OR contains({col}, '\\') THEN json_extract_string({col}, '$') "
-            f"ELSE trim({col}, '\"') END AS s{i}"
-        )
+        if f in text_fields:
+            # a text that is not a string is only ever used for a record that breaks a rule
+            parsed.append(
+                f"{col} AS j{i}, CASE WHEN starts_with({col}, '\"') THEN 'VARCHAR' ELSE json_type({col}) END AS t{i}, "
+                f"CASE WHEN contains({col}, '\\') THEN json_extract_string({col}, '$') ELSE trim({col}, '\"') END AS s{i}"
+            )
+            helpers += [f"j{i}", f"t{i}", f"s{i}"]
+        else:
+            parsed.append(f"{col} AS j{i}, json_type({col}) AS t{i}")
+            helpers += [f"j{i}", f"t{i}"]
         if f not in STRING_FIELDS:
             casts.append(f"{_json_cast(j, s)(i)} AS c{i}")
-    helpers = [f"{x}{i}" for i in range(len(FIELDS)) for x in "jts"]
+    rule = _rule_sql(j, t, s, c, check_object=False)
     return (
-        f"SELECT filename, {_rule_sql(j, t, s, c, check_object=False)} AS rule, {_typed_sql(j, s, c)} FROM ("  # noqa: S608
+        f"SELECT filename, {rule} AS rule, {_typed_sql(j, s, c)} FROM ("  # noqa: S608
         f"SELECT filename, {', '.join(helpers)}, {', '.join(casts)} FROM ("
         f"SELECT filename, {', '.join(parsed)} FROM read_json({files}, format = 'auto', records = true, "
         f"filename = true, columns = {columns})))"
@@ -336,7 +356,8 @@ def _fast_write(
     elif ok:  # the engine split the good records over several files: one file, as the checked path writes
         _write_parquet(con, "SELECT * FROM read_parquet(?)", [[lake.uri(k) for k in ok]], lake.output_uri(out))
     else:  # no good record: an empty file with the output's columns
-        _write_parquet(con, f"SELECT * EXCLUDE (_rule) FROM ({_FAST_OUTPUT}) LIMIT 0", [], lake.output_uri(out))
+        empty = f"SELECT * EXCLUDE (_rule) FROM ({_FAST_OUTPUT}) LIMIT 0"  # noqa: S608
+        _write_parquet(con, empty, [], lake.output_uri(out))
     n_ok = con.execute("SELECT count(*) FROM read_parquet(?)", [lake.uri(out)]).fetchone()[0]
     uri_of = dict(con.execute("SELECT file, filename FROM files_map").fetchall())  # lake key -> uri
     # the good records are only counted as a whole (their file does not matter to the caller)

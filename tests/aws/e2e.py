@@ -129,11 +129,23 @@ def _sort_key(row: tuple) -> tuple:
     return tuple((v is None, str(type(v).__name__) if v is not None else "", v if v is not None else 0) for v in row)
 
 
+# Columns whose values belong to one run, not to the data: when a line arrived on the stream and the
+# sequence number the stream (SQLite log or Kinesis) gave it; when a file was registered (raw keys carry
+# the arrival stamp); when dbt's snapshot saw a version (valid_from/valid_to and the ids hashed from
+# them). Every other column of every table must be equal.
+RUN_SPECIFIC_COLUMNS = {
+    "arrived_at", "sequence_number",
+    "_ingested_at", "ingested_at", "_source_file", "source_file",
+    "dbt_scd_id", "dbt_updated_at", "dbt_valid_from", "dbt_valid_to", "valid_from", "valid_to", "customer_version_id",
+}
+
+
 def normalised_rows(warehouse: Any, table: str) -> tuple[list[str], list[tuple]]:
-    """(sorted lower-case column names, sorted normalised rows) of one warehouse table."""
+    """(sorted lower-case column names, sorted normalised rows) of one warehouse table, without the
+    run-specific columns."""
     from ecommerce_assets.resources.warehouse import quote_ident
 
     data = warehouse.query(f"SELECT * FROM {quote_ident(table)}")  # noqa: S608 - quoted identifier
-    columns = sorted(data.column_names, key=str.lower)
+    columns = sorted((c for c in data.column_names if c.lower() not in RUN_SPECIFIC_COLUMNS), key=str.lower)
     rows = [tuple(normalise(r[c]) for c in columns) for r in data.to_pylist()]
     return [c.lower() for c in columns], sorted(rows, key=_sort_key)

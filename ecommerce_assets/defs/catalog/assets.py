@@ -30,6 +30,7 @@ REPORTS = "processed/catalog/reports/"
 QUARANTINE = "quarantine/catalog/"
 DISTRIBUTOR_LANDING = "landing/distributor/"
 DISTRIBUTOR_PROCESSED = "processed/distributor/inventory.parquet"
+DISTRIBUTOR_MATCHING = "processed/distributor/matching/"  # the inventory tokenised for matching, once per load
 DISTRIBUTOR_QUARANTINE = "quarantine/distributor/"
 
 RAW_PAGES_KEY = dg.AssetKey(["catalog", "raw_pages"])
@@ -310,6 +311,7 @@ def distributor_inventory(context: dg.AssetExecutionContext, lake: Lake, warehou
     if not objects:
         raise dg.Failure(f"no distributor files: drop CSVs in {lake.uri(DISTRIBUTOR_LANDING)}")
     lake.delete_prefix(DISTRIBUTOR_QUARANTINE)
+    lake.delete_prefix(DISTRIBUTOR_MATCHING)  # never a prepared inventory older than the inventory
     con = lake.engine()
     bad_files: list[dict] = []
     try:
@@ -344,6 +346,7 @@ def distributor_inventory(context: dg.AssetExecutionContext, lake: Lake, warehou
         con.execute(matching.INVENTORY_RULED)
         con.execute(f"CREATE TEMP TABLE inv_out AS {matching.INVENTORY_CLEAN}")  # noqa: S608
         con.execute("COPY inv_out TO ? (FORMAT parquet, COMPRESSION zstd)", [lake.output_uri(DISTRIBUTOR_PROCESSED)])
+        matching.prepare_inventory(con, lake.uri(DISTRIBUTOR_PROCESSED), lake.output_uri(DISTRIBUTOR_MATCHING))
         removed = dict(con.execute("SELECT _rule, count(*) FROM inv_ruled WHERE _rule IS NOT NULL GROUP BY 1").fetchall())
         if removed:
             con.execute(f"COPY ({matching.INVENTORY_QUARANTINE}) TO ? (FORMAT parquet)",  # noqa: S608
@@ -389,10 +392,12 @@ def distributor_availability_matches(
     if not lake.exists(DISTRIBUTOR_PROCESSED):
         raise dg.Failure(f"no distributor inventory: materialize {INVENTORY_KEY.to_user_string()} first")
     fee = get_settings().marketplace_fee_rate
+    prepared = lake.exists(DISTRIBUTOR_MATCHING + matching.PreparedInventory.ITEMS)
+    inventory = matching.PreparedInventory(lake.uri(DISTRIBUTOR_MATCHING)) if prepared else lake.uri(DISTRIBUTOR_PROCESSED)
     con = lake.engine()
     try:
         res = matching.match(
-            con, [lake.uri(k) for k in sellers], lake.uri(DISTRIBUTOR_PROCESSED),
+            con, [lake.uri(k) for k in sellers], inventory,
             lake.output_uri(MATCHES + "matches.parquet"), lake.output_uri(MATCHES + "unmatched.parquet"), fee_rate=fee,
         )
         per_seller = con.execute(
@@ -414,7 +419,7 @@ def distributor_availability_matches(
                 "supplied": res.matched_total, "supplied_by_method": dg.MetadataValue.json(res.matched),
                 "supplied_by_seller": dg.MetadataValue.json(by_seller), "unmatched": res.unmatched,
                 "title_candidate_pairs": res.candidate_pairs, "title_threshold": matching.TITLE_THRESHOLD,
-                "marketplace_fee_rate": fee,
+                "marketplace_fee_rate": fee, "prepared_inventory": prepared,
             },
         )
     )

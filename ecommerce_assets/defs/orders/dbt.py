@@ -21,7 +21,7 @@ from typing import Any
 import dagster as dg
 from dagster_dbt import DagsterDbtTranslator, DbtCliResource, DbtProject, dbt_assets
 
-from ecommerce_assets.resources.dbt import DBT_PROJECT_DIR, dbt_executable
+from ecommerce_assets.resources.dbt import DBT_PROJECT_DIR, dbt_connection_env, dbt_executable
 from ecommerce_assets.resources.warehouse import DuckDBWarehouse, Warehouse, file_lock
 from ecommerce_assets.settings import get_settings
 
@@ -90,5 +90,7 @@ def orders_dbt_models(context: dg.AssetExecutionContext, dbt: DbtCliResource, wa
             raise RuntimeError(f"dbt's duckdb target would write {profile_db}, the warehouse is {db}: "
                                "set ECOMMERCE_DATA_DIR to the warehouse's folder")
         lock = file_lock(Path(warehouse.database))
+    else:
+        os.environ.update(dbt_connection_env(get_settings()))
     with lock:
         yield from dbt.cli(["build"], context=context).stream()
