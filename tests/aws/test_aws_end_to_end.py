@@ -54,7 +54,7 @@ def warehouse_contents(warehouse: Any) -> dict[str, tuple[list[str], list[tuple]
 def services(monkeypatch: pytest.MonkeyPatch):
     """The catalog and products API simulators on free ports, read by both modes (``local_services`` starts
     them only in local mode); one seller and one stream shard keep the input small."""
-    catalog, products = CatalogSimulator(port=0).start(), start_products_api_sim()
+    catalog, products = CatalogSimulator(port=0, required_key=SIMULATOR_KEY).start(), start_products_api_sim()
     monkeypatch.setenv("ECOMMERCE_CATALOG_API_URL", catalog.url)
     monkeypatch.setenv("ECOMMERCE_CATALOG_API_KEY", SIMULATOR_KEY)
     monkeypatch.setenv("ECOMMERCE_PRODUCTS_API_URL", products.url)
