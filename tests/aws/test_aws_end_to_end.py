@@ -22,6 +22,7 @@ newest of the generated transactions dates. Then:
 from __future__ import annotations
 
 import json
+import os
 import uuid
 from pathlib import Path
 from typing import Any
@@ -175,7 +176,10 @@ def test_aws_mode_gives_the_tables_local_mode_gives(local_run, aws_env, postgres
         # --- alerts in SNS, a failed run's alert in the alerts DLQ ------------------------------------
         last_run = instance.get_runs(limit=1)[0]
         run_status_alerts(defs, instance, last_run.run_id)
-        bad = dict(resources, catalog_api=resources["catalog_api"].model_copy(update={"api_key": "wrong-key"}))
+        from ecommerce_assets.resources.catalog_api import CatalogApiResource
+
+        bad = dict(resources, catalog_api=CatalogApiResource(base_url=os.environ["ECOMMERCE_CATALOG_API_URL"],
+                                                             api_key="wrong-key"))
         from ecommerce_assets.defs.catalog.demo import SELLER_ASSETS
 
         failed = dg.materialize(SELLER_ASSETS[:1], partition_key=SELLER, resources=bad, instance=instance,

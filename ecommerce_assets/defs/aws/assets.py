@@ -44,22 +44,26 @@ if _settings.env == "aws":
         })
 
     if _settings.transform_lambda:
+        from ecommerce_assets.defs.transactions.assets import daily
 
         @dg.asset(
             key=["aws", "lambda_transform"],
             group_name=GROUP,
             kinds={"lambda"},
+            partitions_def=daily,
             retry_policy=dg.RetryPolicy(max_retries=2, delay=30),
             description=(
-                "Runs a transform inside the AWS Lambda function `ECOMMERCE_TRANSFORM_LAMBDA` through Dagster "
-                "Pipes (`PipesLambdaClient`): the function receives the lake location in its event and reports "
-                "its materialization (row counts, output URI) back to this asset."
+                "The transactions of one date turned into Parquet inside the AWS Lambda function "
+                "`ECOMMERCE_TRANSFORM_LAMBDA` (`lambdas/pipes_transform.py`) through Dagster Pipes "
+                "(`PipesLambdaClient`): the function gets the date in its event, runs the same transform as "
+                "the `transactions` asset on the S3 lake and reports its materialization (record counts, "
+                "output URI) back here."
             ),
         )
         def lambda_transform(
-            context: dg.AssetExecutionContext, lake: Lake, pipes_lambda_client: PipesLambdaClient
+            context: dg.AssetExecutionContext, pipes_lambda_client: PipesLambdaClient
         ) -> dg.MaterializeResult:
-            event = {"lake_root": lake.uri(""), "run_id": context.run_id}
+            event = {"date": context.partition_key}
             return pipes_lambda_client.run(
                 context=context, function_name=_settings.transform_lambda, event=event
             ).get_materialize_result()

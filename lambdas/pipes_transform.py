@@ -1,0 +1,46 @@
+"""AWS Lambda run by Dagster through Pipes (``PipesLambdaClient``, asset ``aws/lambda_transform``).
+
+Event shape (what ``PipesLambdaClient.run`` sends: the asset's event plus the Pipes bootstrap keys):
+
+    {"date": "2026-11-22", "DAGSTER_PIPES_CONTEXT": "<encoded>", "DAGSTER_PIPES_MESSAGES": "<encoded>"}
+
+The function turns every transaction file of that date (``raw/transactions/date=<date>/``, else
+``landing/transactions/date=<date>/``) into the date's Parquet with the same transform as the
+``transactions`` asset, logs to Dagster, and reports the materialization (records in/out/quarantined,
+output URI) back to the asset; the messages travel in the invocation's log tail. Errors go to the
+dead-letter queue (``ECOMMERCE_DLQ_URL``) and fail the Dagster run.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from dagster_pipes import PipesMappingParamsLoader, open_dagster_pipes
+
+from ecommerce_assets.resources.lake import Lake
+from lambdas.dlq import with_dead_letter_queue
+from lambdas.transaction_json_to_parquet import _lake
+
+
+@with_dead_letter_queue
+def handler(event: dict[str, Any], context: Any = None, lake: Lake | None = None) -> dict[str, Any]:
+    from ecommerce_assets.registration import current_raw_files
+    from ecommerce_assets.transforms.transactions import transform_partition
+
+    with open_dagster_pipes(params_loader=PipesMappingParamsLoader(event)) as pipes:
+        lake = lake or _lake()
+        date = str(event["date"])
+        objects = current_raw_files(lake, f"raw/transactions/date={date}/") or list(
+            lake.list_objects(f"landing/transactions/date={date}/")
+        )
+        pipes.log.info(f"{date}: transforming {len(objects)} file(s) in {lake.uri('')}")
+        res = transform_partition(lake, date, objects)
+        metadata = {
+            "records_out": res.records_out,
+            "records_quarantined": res.records_quarantined,
+            "files_quarantined": res.files_quarantined,
+            "dagster/row_count": res.records_out,
+            "dagster/uri": {"raw_value": lake.uri(res.output_key), "type": "path"},
+        }
+        pipes.report_asset_materialization(metadata=metadata)
+        return {"date": date, **{k: v for k, v in metadata.items() if not k.startswith("dagster/")}}
