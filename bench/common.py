@@ -11,7 +11,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 BENCH = ROOT / "bench"
 RESULTS = BENCH / "results"
-SHARED_RETAIL = ROOT.parent / "shared" / "data" / "online_retail" / "online_retail.csv.gz"
+SHARED_RETAIL = (Path(os.environ["ECOMMERCE_SHARED_DATA"]) if os.environ.get("ECOMMERCE_SHARED_DATA")
+                 else ROOT.parent / "shared" / "data") / "online_retail" / "online_retail.csv.gz"
 CACHE = Path(os.environ.get("ECOMMERCE_BENCH_CACHE", "/tmp/ecommerce-bench-cache"))
 
 

@@ -13,7 +13,8 @@ from pathlib import Path
 
 import pytest
 
-SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+# ../shared/data beside the checkout (as CI has it); ECOMMERCE_SHARED_DATA points elsewhere
+SHARED_DATA = Path(os.environ.get("ECOMMERCE_SHARED_DATA") or Path(__file__).resolve().parents[1].parent / "shared" / "data")
 FULL_RETAIL = SHARED_DATA / "online_retail" / "online_retail.csv.gz"
 RETAIL_SAMPLE_5000 = SHARED_DATA / "online_retail" / "online_retail_sample_5000.csv"
 SEED_SAMPLES = SHARED_DATA / "seed_samples"

@@ -62,7 +62,9 @@ def standardize_column(name: str) -> str:
 
 def open_csv(path: Path, required: list[str]) -> TextFile:
     """Check ``path`` is a CSV in a known encoding whose standardized header has every ``required`` column."""
-    if not path.is_file() or path.stat().st_size == 0:
+    if not path.is_file():
+        raise BadFileError(str(path), "no such file", "missing_file")
+    if path.stat().st_size == 0:
         raise BadFileError(str(path), "empty file", "empty_file")
     try:
         encoding = detect_encoding(path)

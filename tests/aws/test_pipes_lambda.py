@@ -13,9 +13,12 @@ import datetime as dt
 import importlib
 import io
 import json
+import sys
+from collections.abc import Iterator
 from typing import Any
 
 import dagster as dg
+import pytest
 from dagster_aws.pipes import PipesLambdaClient
 
 from ecommerce_assets.resources.aws import build_s3_lake
@@ -46,12 +49,20 @@ class InProcessLambda:
         return response
 
 
-def test_lambda_transform_reports_its_materialization_through_pipes(aws_env: dict, monkeypatch) -> None:
+@pytest.fixture
+def aws_assets(aws_env: dict, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
+    """``ecommerce_assets.defs.aws.assets`` as aws mode with a transform function defines it; reloaded
+    afresh afterwards, so later tests' definitions do not carry aws-only assets."""
+    import ecommerce_assets.defs.aws.assets as module
+
     monkeypatch.setenv("ECOMMERCE_TRANSFORM_LAMBDA", "ecommerce-transform")
-    import ecommerce_assets.defs.aws.assets as aws_assets
+    yield importlib.reload(module)
+    sys.modules.pop(module.__name__, None)  # the next import (local mode) defines nothing again
+
+
+def test_lambda_transform_reports_its_materialization_through_pipes(aws_env: dict, aws_assets: Any) -> None:
     from lambdas import pipes_transform
 
-    aws_assets = importlib.reload(aws_assets)  # the asset exists only in aws mode with a function set
     lake = build_s3_lake(get_settings())
     date = dt.date(2026, 11, 20)
     files, records, _ = land(lake, generate_files(300, per_file=100, days=1, end_date=date, seed=3))
