@@ -224,9 +224,9 @@ def test_demo_fetch_starts_the_simulator_and_matches(data_dir: Path, monkeypatch
 
 
 def test_catalog_definitions_load() -> None:
-    import ecommerce_assets.defs.catalog as domain
+    from ecommerce_assets.orchestration import load_definitions
 
-    defs = dg.Definitions.merge(dg.load_defs(defs_root=domain), dg.Definitions(resources=build_resources()))
+    defs = load_definitions()
     graph = defs.resolve_asset_graph()
     keys = {k.to_user_string() for k in graph.get_all_asset_keys()}
     assert {"catalog/raw_pages", "catalog/snapshot", "gold/amazon_data", "gold/amazon_data_history",
