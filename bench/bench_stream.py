@@ -110,7 +110,8 @@ def latency(sample: Path, seconds: float, rate: float) -> list[str]:
         while time.monotonic() < end:
             _, line = next(lines)
             t = time.time()
-            r = http.post(f"{server.url}/orders", data=json.dumps(line), timeout=10)
+            r = http.post(f"{server.url}/orders", data=json.dumps(line), timeout=10,
+                          headers={"Content-Type": "application/json"})
             if r.status_code == 202:
                 rec = r.json()["records"][0]
                 posted[(rec["shard_id"], rec["sequence_number"])] = t

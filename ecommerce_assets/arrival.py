@@ -265,6 +265,14 @@ def scan(
 RequestBuilder = Callable[[Arrivals], dg.RunRequest | None]
 
 
+def sensor_default_status() -> dg.DefaultSensorStatus:
+    """RUNNING when ``ECOMMERCE_SENSORS`` is on (the default locally; the deploy config sets it in aws
+    mode), else STOPPED: every arrival sensor, the stream sensor and the automation sensor follow it."""
+    from ecommerce_assets.settings import get_settings
+
+    return dg.DefaultSensorStatus.RUNNING if get_settings().sensors_on else dg.DefaultSensorStatus.STOPPED
+
+
 def arrival_sensor(
     *,
     name: str,
@@ -293,7 +301,7 @@ def arrival_sensor(
 
     settings = get_settings()
     if default_status is None:
-        default_status = dg.DefaultSensorStatus.RUNNING if settings.env == "local" else dg.DefaultSensorStatus.STOPPED
+        default_status = sensor_default_status()
     interval = minimum_interval_seconds if minimum_interval_seconds is not None else settings.sensor_interval_seconds
 
     @dg.sensor(

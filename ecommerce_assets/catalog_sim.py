@@ -370,9 +370,6 @@ class CatalogSimulator:
         if self._thread:
             self._thread.join(timeout=5)
 
-    def serve_forever(self) -> None:
-        self._server.serve_forever()
-
     def __enter__(self) -> CatalogSimulator:
         return self.start()
 

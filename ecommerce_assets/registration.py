@@ -3,18 +3,25 @@
 ``raw/`` holds exactly what arrived and never changes in place: a landed file is copied to the same
 relative key under the raw prefix; landing it again with the same bytes is a no-op; landing it again with
 other bytes replaces the raw copy and keeps the old copy under ``<raw prefix>_superseded/<name>.<version>``.
+
+A landed entry that must not or cannot be read never stops the batch: a symbolic link or a special
+file (FIFO, socket, device) is never opened, and a file the process cannot read (permissions, an I/O
+error) is skipped; each gets a ``<name>.reason.json`` under ``quarantine/<source>/landing/`` and the
+other files are registered. Nothing of a link's target is read, copied or logged.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import dagster as dg
 
-from ecommerce_assets.resources.lake import Lake, LakeObject
+from ecommerce_assets.resources.lake import Lake, LakeObject, UnsafeObjectError
 
 SUPERSEDED = "_superseded/"
+REJECTED = "landing/"  # below quarantine/<source>/: landed entries refused at registration
 
 
 @dataclass
@@ -25,6 +32,7 @@ class Registration:
     unchanged: int = 0
     superseded: int = 0
     raw_files: list[LakeObject] = field(default_factory=list)
+    rejected: list[dict[str, str]] = field(default_factory=list)  # {"file", "rule", "problem", "reason_key"}
 
     def metadata(self, lake: Lake, raw_prefix: str) -> dict[str, object]:
         return {
@@ -32,6 +40,8 @@ class Registration:
             "newly_registered_keys": dg.MetadataValue.json(self.registered[:100]),
             "unchanged": self.unchanged,
             "superseded": self.superseded,
+            "quarantined_at_landing": len(self.rejected),
+            "quarantined_at_landing_files": dg.MetadataValue.json(self.rejected[:100]),
             "raw_files": len(self.raw_files),
             "raw_bytes": sum(o.size for o in self.raw_files),
             "dagster/uri": dg.MetadataValue.path(lake.uri(raw_prefix)),
@@ -43,29 +53,74 @@ def current_raw_files(lake: Lake, raw_prefix: str) -> list[LakeObject]:
     return [o for o in lake.list_objects(raw_prefix) if f"/{SUPERSEDED}" not in o.key]
 
 
+def rejected_prefix(landing_prefix: str) -> str:
+    """Where registration puts the reasons of refused landed entries: ``landing/<source>/<rest>`` ->
+    ``quarantine/<source>/landing/<rest>``."""
+    rest = landing_prefix.removeprefix("landing/")
+    source, _, sub = rest.partition("/")
+    return f"quarantine/{source}/{REJECTED}{sub}"
+
+
+def _quarantine_entry(
+    lake: Lake, key: str, landing_prefix: str, quarantine_prefix: str, rule: str, problem: str
+) -> dict[str, str]:
+    """Write the reason of a refused landed entry (the entry itself is not copied: it was not read)."""
+    reason_key = f"{quarantine_prefix}{key[len(landing_prefix):]}.reason.json"
+    reason = {"file": key, "rule": rule, "problem": problem, "copied": False}
+    lake.write_bytes(reason_key, json.dumps(reason, indent=2).encode())
+    return {"file": key, "rule": rule, "problem": problem, "reason_key": reason_key}
+
+
 def register_landed(
     lake: Lake,
     landing_prefix: str,
     raw_prefix: str,
     accept: Callable[[LakeObject], bool] = lambda _o: True,
     log: Callable[[str], None] | None = None,
+    quarantine_prefix: str | None = None,
 ) -> Registration:
-    """Copy every accepted object below ``landing_prefix`` to ``raw_prefix`` (see the module's rules)."""
+    """Copy every accepted object below ``landing_prefix`` to ``raw_prefix`` (see the module's rules).
+
+    Refused entries (links, special files, unreadable files) get a reason under ``quarantine_prefix``
+    (default ``rejected_prefix(landing_prefix)``) and the others go on.
+    """
     result = Registration()
+    qprefix = quarantine_prefix or rejected_prefix(landing_prefix)
+    old_reasons = {o.key for o in lake.list_objects(qprefix) if o.key.endswith(".reason.json")}
+    for bad in lake.list_rejected(landing_prefix):
+        result.rejected.append(_quarantine_entry(lake, bad.key, landing_prefix, qprefix, bad.rule, bad.problem))
+        if log:
+            log(f"quarantined {bad.key}: {bad.problem}")
     for obj in lake.list_objects(landing_prefix):
         if not accept(obj):
             continue
         tail = obj.key[len(landing_prefix):]
         raw_key = raw_prefix + tail
-        if lake.exists(raw_key):
-            old = lake.stat(raw_key)
-            if old.size == obj.size and lake.read_bytes(raw_key) == lake.read_bytes(obj.key):
-                result.unchanged += 1
-                continue
-            lake.copy(raw_key, f"{raw_prefix}{SUPERSEDED}{tail}.{old.version}")
-            result.superseded += 1
-        lake.copy(obj.key, raw_key)
+        try:
+            if lake.exists(raw_key):
+                old = lake.stat(raw_key)
+                if old.size == obj.size and lake.read_bytes(raw_key) == lake.read_bytes(obj.key):
+                    result.unchanged += 1
+                    continue
+                lake.copy(raw_key, f"{raw_prefix}{SUPERSEDED}{tail}.{old.version}")
+                result.superseded += 1
+            lake.copy(obj.key, raw_key)
+        except UnsafeObjectError as exc:  # swapped for a link or a FIFO after the listing: still never read
+            rule = "symlink" if "symbolic link" in str(exc) else "not_a_regular_file"
+            result.rejected.append(_quarantine_entry(lake, obj.key, landing_prefix, qprefix, rule, str(exc)))
+            if log:
+                log(f"quarantined {obj.key}: {exc}")
+            continue
+        except OSError as exc:  # unreadable (permissions, I/O error): this file waits, the batch goes on
+            problem = f"cannot be read: {exc.strerror or type(exc).__name__}; fix the file and land it again"
+            result.rejected.append(_quarantine_entry(lake, obj.key, landing_prefix, qprefix, "unreadable_file", problem))
+            if log:
+                log(f"quarantined {obj.key}: {problem}")
+            continue
         result.registered.append(raw_key)
+        stale = f"{qprefix}{tail}.reason.json"
+        if stale in old_reasons:  # refused before, readable now: its old reason goes
+            lake.delete_prefix(stale)
         if log:
             log(f"registered {obj.key} -> {raw_key} ({obj.size:,} bytes)")
     result.raw_files = current_raw_files(lake, raw_prefix)

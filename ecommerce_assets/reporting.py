@@ -23,24 +23,49 @@ def warehouse_tables(warehouse: Any) -> list[tuple[str, int]]:
     return out
 
 
+def startup_problems() -> list[str]:
+    """Settings without which nothing can run (aws mode with no lake), one line each; [] when none."""
+    from ecommerce_assets.resources import build_resources
+    from ecommerce_assets.resources.unconfigured import unconfigured
+
+    missing = unconfigured(build_resources(get_settings()))
+    return [f"{key}: {missing[key]} (see `ecommerce-assets doctor`)" for key in ("lake",) if key in missing]
+
+
+def startup_warnings() -> list[str]:
+    """Optional parts that are off, said once at start (e.g. aws alerts going to the log only)."""
+    from ecommerce_assets.resources.notifier import ALERTS_TO_LOG_WARNING
+
+    settings = get_settings()
+    return [ALERTS_TO_LOG_WARNING] if settings.env == "aws" and not settings.alerts_topic_arn else []
+
+
 def print_summary(report: Any, seconds: float) -> None:
+    """The end of every ``run``/``demo``: runs and failures, the warehouse tables with row counts, the lake."""
     from ecommerce_assets.resources import build_resources
 
     settings = get_settings()
     resources = build_resources(settings)
     failed = [label for label, ok in report.runs if not ok]
-    print(f"\n{len(report.runs)} run(s) in {seconds:.1f}s, {len(failed)} failed; "
-          f"{len(report.materialized)} asset(s) materialized")
+    failures = list(getattr(report, "failures", []))
+    print(f"\n{len(report.runs)} run(s) in {seconds:.1f}s, {len(failed)} failed"
+          + (f", {len(failures)} sensor/check failure(s)" if failures else "")
+          + f"; {len(report.materialized)} asset(s) materialized")
     for label in failed:
         print(f"  FAILED: {label}")
+    for line in failures:
+        print(f"  FAILED: {line}")
     try:
         tables = warehouse_tables(resources["warehouse"])
     except Exception as exc:  # the summary must never hide the run's own result
-        print(f"(could not list warehouse tables: {exc})")
+        print(f"(could not list warehouse tables: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__})")
         tables = []
     if tables:
         print(f"\nwarehouse ({resources['warehouse'].kind}): {resources['warehouse'].uri('')}")
         for name, n in tables:
             print(f"  {name:<45} {n:>10,} rows")
-    print(f"\nlake: {resources['lake'].uri('')}")
-    print("open the UI:  uv run ecommerce-assets ui   (then http://127.0.0.1:3000)")
+    try:
+        print(f"\nlake: {resources['lake'].uri('')}")
+    except Exception:  # an unconfigured lake has no address
+        pass
+    print("open the UI:  make ui   (or `ecommerce-assets ui`, then http://127.0.0.1:3000)")

@@ -211,12 +211,14 @@ def generate_files(
             yield GeneratedFile(f"{LANDING}date={date}/{name}", hi - lo, _file_bytes(lines.slice(lo, hi - lo), fmt))
 
 
-def land(lake: Lake, files: Iterator[GeneratedFile]) -> tuple[int, int, list[str]]:
-    """Write generated files into the lake; return (files, records, keys)."""
+def land(lake: Lake, files: Iterator[GeneratedFile], skip_identical: bool = False) -> tuple[int, int, list[str]]:
+    """Write generated files into the lake; return (files, records, keys). ``skip_identical``: a file already
+    landed with the same bytes is left alone (so re-seeding changes nothing)."""
     keys: list[str] = []
     records = 0
     for f in files:
-        lake.write_bytes(f.key, f.data)
+        if not (skip_identical and lake.exists(f.key) and lake.read_bytes(f.key) == f.data):
+            lake.write_bytes(f.key, f.data)
         keys.append(f.key)
         records += f.records
     return len(keys), records, keys
@@ -248,8 +250,10 @@ def seed(settings: Settings, lake: Lake) -> list[str]:
     keys: list[str] = []
     for i, (fmt, per_file) in enumerate((("lines", 40), ("array", 25), ("object", 1))):
         count = 400 if fmt != "object" else 12
-        keys += land(lake, generate_files(count, per_file=per_file, fmt=fmt, seed=1000 + i, days=3, end_date=today))[2]
+        files = generate_files(count, per_file=per_file, fmt=fmt, seed=1000 + i, days=3, end_date=today)
+        keys += land(lake, files, skip_identical=True)[2]
     prefix = f"{LANDING}date={today.isoformat()}/"
-    lake.write_bytes(prefix + "transactions_demo_bad_records.json", BAD_RECORDS_SAMPLE)
-    lake.write_bytes(prefix + "transactions_demo_not_json.json", NOT_JSON_SAMPLE)
-    return [*keys, prefix + "transactions_demo_bad_records.json", prefix + "transactions_demo_not_json.json"]
+    samples = [GeneratedFile(prefix + "transactions_demo_bad_records.json", 0, BAD_RECORDS_SAMPLE),
+               GeneratedFile(prefix + "transactions_demo_not_json.json", 0, NOT_JSON_SAMPLE)]
+    keys += land(lake, iter(samples), skip_identical=True)[2]
+    return keys

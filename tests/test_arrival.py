@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import shutil
+import time
 import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -31,6 +33,15 @@ class CountingLake(LocalLake):
         calls = self.__dict__.setdefault("_calls", [])
         calls.append(prefix)
         yield from super().list_objects(prefix, start_after)
+
+
+def _anchor() -> float:
+    """A clock the test controls, whatever day it runs: an hour ahead of the real one.
+
+    A local file's arrival time is the later of its mtime and its ctime (the real clock at write), so
+    mtimes set from this anchor always win and every arrival time in the test is the one it chose.
+    """
+    return time.time() + 3600
 
 
 def _drop(lake: LocalLake, key: str, data: bytes = b"{}", mtime: float | None = None) -> None:
@@ -86,7 +97,7 @@ def test_new_and_rewritten_objects_are_new_exactly_once(lake: CountingLake) -> N
 
 
 def test_out_of_order_upload_inside_the_margin_is_not_missed(lake: CountingLake) -> None:
-    now = dt.datetime(2026, 11, 22, 12, tzinfo=dt.UTC).timestamp()
+    now = _anchor()
     _drop(lake, f"{SRC}date=2026-11-22/late_start.json", mtime=now + 100)
     _, cursor = scan(lake, SRC, ArrivalCursor(), today=TODAY, margin_seconds=300)
     # an upload that started earlier but became visible after the tick: older mtime than the watermark
@@ -266,7 +277,7 @@ def test_s3_pagination_past_1000_keys_exactly_once(moto_endpoint: str) -> None:
 
 
 def test_a_burst_leaves_the_cursor_once_the_margin_has_passed(lake: CountingLake) -> None:
-    t = dt.datetime(2026, 11, 22, 8, tzinfo=dt.UTC).timestamp()
+    t = _anchor()
     for i in range(50):
         _drop(lake, f"{SRC}date={TODAY}/b{i:03d}.json", mtime=t + i * 0.01)
     batches, cursor = scan(lake, SRC, ArrivalCursor(), today=TODAY, now=t + 5)
@@ -278,3 +289,22 @@ def test_a_burst_leaves_the_cursor_once_the_margin_has_passed(lake: CountingLake
     _drop(lake, f"{SRC}date={TODAY}/slow.json", mtime=t + 600 - 120)
     batches, _ = scan(lake, SRC, cursor, today=TODAY, now=t + 700)
     assert _keys(batches) == [f"{SRC}date={TODAY}/slow.json"]
+
+
+def test_a_file_copied_in_with_an_old_mtime_arrives_when_it_is_copied(lake: CountingLake, tmp_path: Path) -> None:
+    """``cp -p`` / ``mv`` keep a file's old mtime; its arrival time is when it appeared in the landing zone."""
+    _drop(lake, f"{SRC}date={TODAY}/first.json")
+    first, cursor = scan(lake, SRC, ArrivalCursor(), today=TODAY, margin_seconds=0)
+    assert _keys(first) == [f"{SRC}date={TODAY}/first.json"]
+    source = tmp_path / "exported.json"
+    source.write_text("{}")
+    old = time.time() - 30 * 86400
+    os.utime(source, (old, old))
+    before = time.time()
+    target = Path(lake.uri(f"{SRC}date={TODAY}/exported.json"))
+    shutil.copy2(source, target)  # keeps the 30-day-old mtime, as `cp -p` does
+    listed = {o.key: o for o in lake.list_objects(f"{SRC}date={TODAY}/")}
+    assert listed[f"{SRC}date={TODAY}/exported.json"].last_modified >= before - 1  # the copy's ctime
+    # the cursor has passed the old mtime long ago, yet the copied file is new
+    batches, _ = scan(lake, SRC, cursor, today=TODAY, margin_seconds=0)
+    assert _keys(batches) == [f"{SRC}date={TODAY}/exported.json"]

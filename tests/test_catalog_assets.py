@@ -10,8 +10,8 @@ import pytest
 
 from ecommerce_assets.catalog_sim import CatalogSimulator, distributor_inventory_rows
 from ecommerce_assets.defs.catalog import assets as ca
+from ecommerce_assets.defs.catalog import checks as cc
 from ecommerce_assets.defs.catalog import sensors as cs
-from ecommerce_assets.defs.catalog.demo import SELLER_ASSETS, SHARED_ASSETS, run_demo_fetch
 from ecommerce_assets.defs.catalog.sellers import SELLERS_PARTITIONS, add_catalog_seller, load_sellers
 from ecommerce_assets.resources import build_resources
 from ecommerce_assets.resources.catalog_api import KEY_ENV_VAR, CatalogApiResource
@@ -26,6 +26,10 @@ def sim():
     with CatalogSimulator(port=0) as s:
         yield s
 
+
+SELLER_ASSETS = [ca.catalog_raw_pages, ca.catalog_snapshot, ca.amazon_data, ca.amazon_data_history]
+SHARED_ASSETS = [ca.distributor_inventory, ca.distributor_availability_matches, ca.catalog_sourcing_report,
+                 cc.match_scores_in_range]
 
 def resources_for(url: str, key: str = "k", **api) -> dict:
     res = build_resources()
@@ -204,7 +208,7 @@ def test_sellers_from_config_env_and_ui(data_dir: Path, tmp_path: Path, monkeypa
     monkeypatch.setenv("ECOMMERCE_SELLERS", "AENV1, AJSON1")
     assert [(s.seller_id, s.query) for s in load_sellers()] == [("AENV1", ""), ("AJSON1", "bottle")]
     monkeypatch.setenv("ECOMMERCE_SELLERS", "bad id!")
-    with pytest.raises(ValueError, match="invalid seller id"):
+    with pytest.raises(ValueError, match="ECOMMERCE_SELLERS: seller ids are"):
         load_sellers()
     instance = dg.DagsterInstance.ephemeral()
     run = add_catalog_seller.execute_in_process(
@@ -213,14 +217,29 @@ def test_sellers_from_config_env_and_ui(data_dir: Path, tmp_path: Path, monkeypa
     assert run.success and instance.get_dynamic_partitions(SELLERS_PARTITIONS) == ["AUI12345"]
 
 
-def test_demo_fetch_starts_the_simulator_and_matches(data_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.delenv("ECOMMERCE_CATALOG_API_URL", raising=False)
-    monkeypatch.setenv("ECOMMERCE_SELLERS", SELLERS[0])
-    settings = get_settings()
-    seed(settings, build_resources(settings)["lake"])
-    result = run_demo_fetch(settings, instance=dg.DagsterInstance.ephemeral(), echo=lambda _m: None)
-    assert result.ok and result.simulator_url and result.sellers == [SELLERS[0]]
-    assert sum(result.supplied_by_method.values()) > 0 and Path(result.report_html).is_file()
+def test_run_fetch_fetches_the_configured_seller_then_cleans_and_matches(
+    data_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`ecommerce-assets run --fetch` semantics: only the configured seller is fetched (as the daily schedule
+    would), its pages are cleaned by the raw-pages sensor, and the matches follow, against a real server."""
+    from ecommerce_assets.orchestration import catch_up, load_definitions
+
+    with CatalogSimulator(port=0, required_key="k-123") as sim:
+        monkeypatch.setenv("ECOMMERCE_CATALOG_API_URL", sim.url)
+        monkeypatch.setenv(KEY_ENV_VAR, "k-123")
+        monkeypatch.setenv("ECOMMERCE_SELLERS", SELLERS[0])
+        settings = get_settings()
+        seed(settings, build_resources(settings)["lake"])
+        report = catch_up(load_definitions(), echo=lambda _m: None, fetch=True, pipelines=["catalog"])
+        fetched = {r.seller_id for r in sim.requests}
+    assert report.ok, report.lines
+    labels = [label for label, _ in report.runs]
+    assert labels[0] == f"fetch catalog_daily_fetch [{SELLERS[0]}]" and not any(SELLERS[1] in lab for lab in labels)
+    assert fetched == {SELLERS[0]}  # the other packaged sellers were not fetched
+    wh = build_resources()["warehouse"]
+    sellers = {r["seller_id"] for r in wh.query("SELECT DISTINCT seller_id FROM gold.amazon_data").to_pylist()}
+    assert sellers == {SELLERS[0]}
+    assert wh.row_count("gold.distributor_availability_matches") > 0
 
 
 def test_catalog_definitions_load() -> None:

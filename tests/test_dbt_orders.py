@@ -11,8 +11,8 @@ import csv
 import io
 import json
 import os
+import shutil
 import subprocess
-import sys
 from decimal import Decimal
 from pathlib import Path
 
@@ -208,24 +208,106 @@ def test_dbt_parse_offline_targets(target: str, tmp_path: Path) -> None:
     fct = manifest["nodes"]["model.ecommerce.fct_orders"]["config"]
     assert fct["incremental_strategy"] == ("merge" if target == "athena" else "delete+insert")
     assert fct["unique_key"] == "order_id"
+    assert manifest["nodes"]["snapshot.ecommerce.customers_snapshot"]["config"]["updated_at"] == "ingested_at"
 
 
-def test_dbt_compile_duckdb_writes_sql(tmp_path: Path, data_dir: Path) -> None:
-    """dbt compile on the default target renders every model (no warehouse tables needed)."""
+def _compile(tmp_path: Path, target: str, env: dict[str, str], *args: str) -> tuple[dict, Path]:
+    """`dbt compile` of the models, snapshot and data tests (unit tests need a warehouse) for ``target``."""
     out = subprocess.run(
         [dbt_executable(), "compile", "--project-dir", str(DBT_PROJECT_DIR), "--profiles-dir", str(DBT_PROJECT_DIR),
-         "--target-path", str(tmp_path / "target"), "--select", "stg_orders fct_orders"],
-        capture_output=True, text=True, cwd=DBT_PROJECT_DIR, env={**os.environ, "DBT_LOG_PATH": str(tmp_path)},
+         "--target", target, "--target-path", str(tmp_path / "target"), "--log-path", str(tmp_path / "logs"),
+         "--no-partial-parse", "--select", "resource_type:model resource_type:snapshot test_type:data", *args],
+        capture_output=True, text=True, cwd=DBT_PROJECT_DIR, env={**os.environ, **env},
     )
     assert out.returncode == 0, out.stdout + out.stderr
-    compiled = tmp_path / "target" / "compiled"
-    assert '"raw_orders"."orders"' in next(compiled.rglob("stg_orders.sql")).read_text()
-    assert '"staging"."stg_orders"' in next(compiled.rglob("fct_orders.sql")).read_text()
+    return json.loads((tmp_path / "target" / "manifest.json").read_text()), tmp_path / "target" / "compiled" / "ecommerce"
 
 
-def test_prepare_manifest_command_is_dbt_parse() -> None:
-    """The manifest the definitions load is the one `dbt parse` writes (what .ci/run prepares)."""
-    assert D.orders_dbt_project.manifest_path.exists()
-    out = subprocess.run([sys.executable, "-c", "import ecommerce_assets.defs.orders.dbt as d; "
-                          "print(d.orders_dbt_models.keys_by_output_name and 'ok')"], capture_output=True, text=True)
-    assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr
+@pytest.mark.parametrize("target", ["redshift", "athena"])
+def test_dbt_compile_offline_shows_iceberg_snapshot_and_merge(target: str, tmp_path: Path) -> None:
+    """`dbt compile` for redshift and athena with no server (``offline_compile`` skips introspection): on
+    Athena the snapshot and fct_orders are Iceberg tables, fct_orders merges on order_id, and the schemas
+    come from ECOMMERCE_ATHENA_SCHEMA; the compiled fact shows the look-back filter in the adapter's SQL."""
+    env = {"ECOMMERCE_DBT_ENV": "prod", "ECOMMERCE_ATHENA_SCHEMA": "shop"}
+    manifest, compiled = _compile(tmp_path, target, env, "--no-populate-cache", "--vars", "{offline_compile: true}")
+    snapshot = manifest["nodes"]["snapshot.ecommerce.customers_snapshot"]
+    fct = manifest["nodes"]["model.ecommerce.fct_orders"]
+    fct_sql = (compiled / "models" / "marts" / "fct_orders.sql").read_text()
+    stg_sql = (compiled / "models" / "staging" / "stg_orders.sql").read_text()
+    assert snapshot["config"]["strategy"] == "check" and snapshot["config"]["updated_at"] == "ingested_at"
+    if target == "athena":
+        assert snapshot["config"]["table_type"] == "iceberg" and fct["config"]["table_type"] == "iceberg"
+        assert fct["config"]["incremental_strategy"] == "merge" and fct["config"]["unique_key"] == "order_id"
+        assert (snapshot["schema"], fct["schema"]) == ("shop_snapshots", "shop_marts")
+        assert "date_add('day', -3, max(t.ingested_at))" in fct_sql
+        assert '"awsdatacatalog"."shop_marts"."fct_orders"' in fct_sql
+        assert "cast(order_id as varchar) as order_id" in stg_sql
+    else:
+        assert fct["config"]["incremental_strategy"] == "delete+insert"
+        assert (snapshot["schema"], fct["schema"]) == ("snapshots", "marts")
+        assert " ".join(fct_sql.split()).count("dateadd( day, -3, max(t.ingested_at) )") == 1
+        assert "cast(order_id as varchar(64)) as order_id" in stg_sql  # not Redshift's VARCHAR(65535)
+    assert fct["config"]["contract"]["enforced"] and fct["config"]["persist_docs"] == {"relation": True, "columns": True}
+
+
+def test_schema_names_per_environment(tmp_path: Path, data_dir: Path) -> None:
+    """dev, CI and production never write the same schemas: ``<env>_<schema>`` except in prod."""
+    names = {}
+    for env in ("prod", "ci", "dev_alice"):
+        out = subprocess.run(
+            [dbt_executable(), "parse", "--project-dir", str(DBT_PROJECT_DIR), "--profiles-dir", str(DBT_PROJECT_DIR),
+             "--target-path", str(tmp_path / env), "--log-path", str(tmp_path / "logs"), "--no-partial-parse"],
+            capture_output=True, text=True, cwd=DBT_PROJECT_DIR, env={**os.environ, "ECOMMERCE_DBT_ENV": env},
+        )
+        assert out.returncode == 0, out.stdout
+        nodes = json.loads((tmp_path / env / "manifest.json").read_text())["nodes"]
+        names[env] = nodes["model.ecommerce.fct_orders"]["schema"]
+    assert names == {"prod": "marts", "ci": "ci_marts", "dev_alice": "dev_alice_marts"}
+    out = subprocess.run(
+        [dbt_executable(), "parse", "--project-dir", str(DBT_PROJECT_DIR), "--profiles-dir", str(DBT_PROJECT_DIR),
+         "--target-path", str(tmp_path / "bad"), "--log-path", str(tmp_path / "logs"), "--no-partial-parse"],
+        capture_output=True, text=True, cwd=DBT_PROJECT_DIR, env={**os.environ, "ECOMMERCE_DBT_ENV": "Prod; drop"},
+    )
+    assert out.returncode != 0 and "ECOMMERCE_DBT_ENV must be a lower-case identifier" in out.stdout
+
+
+@pytest.mark.slow
+def test_dbt_unit_tests_pass_in_ci(local_resources: dict, tmp_path: Path) -> None:
+    """CI runs the dbt unit tests (the API-wins rule of dim_products, the incremental look-back of fct_orders)
+    with `dbt build`; the product's production builds leave them out."""
+    lake, wh = local_resources["lake"], local_resources["warehouse"]
+    land_batch(lake, 1)
+    for source in ("orders", "customers"):
+        A.register_landed(lake, source)
+        A.clean_from_lake(lake, source)
+        wh.replace_rows(A.warehouse_table(source), [lake.uri(A.cleaned_key(source))], [A.KEYS[source]])
+    out = subprocess.run(
+        [dbt_executable(), "build", "--project-dir", str(DBT_PROJECT_DIR), "--profiles-dir", str(DBT_PROJECT_DIR),
+         "--target-path", str(tmp_path / "target"), "--log-path", str(tmp_path / "logs")],
+        capture_output=True, text=True, cwd=DBT_PROJECT_DIR, env={**os.environ, "ECOMMERCE_DBT_ENV": "ci"},
+    )
+    assert out.returncode == 0, out.stdout
+    results = json.loads((tmp_path / "target" / "run_results.json").read_text())["results"]
+    unit = {r["unique_id"].rsplit(".", 1)[-1]: r["status"] for r in results if r["unique_id"].startswith("unit_test.")}
+    assert unit == {"dim_products_api_row_wins_over_the_csv_row": "pass",
+                    "fct_orders_incremental_reads_back_over_the_lookback": "pass"}
+    assert wh.row_count("ci_marts.fct_orders") == 4  # CI's schemas, not production's
+    assert D.dbt_build_args() == ["build", "--exclude-resource-type", "unit_test"]  # production (the default)
+
+
+def test_orders_dbt_definitions_load_without_dbt_on_path(tmp_path: Path) -> None:
+    """`.venv/bin/ecommerce-assets ui` from a shell whose PATH lacks the venv: the code location loads the
+    orders dbt definitions under `dagster dev` (DAGSTER_IS_DEV_CLI=1 re-parses the project) with the dbt
+    beside the interpreter, never one looked up on PATH."""
+    venv_python = Path(__file__).resolve().parents[1] / ".venv" / "bin" / "python"
+    minimal_path = "/usr/bin:/bin"
+    assert shutil.which("dbt", path=minimal_path) is None  # else this test could not fail
+    env = {"PATH": minimal_path, "HOME": str(tmp_path), "DAGSTER_IS_DEV_CLI": "1",
+           "ECOMMERCE_DATA_DIR": str(tmp_path / "data"), "DAGSTER_HOME": str(tmp_path)}
+    out = subprocess.run(
+        [str(venv_python), "-c", "import ecommerce_assets.defs.orders.dbt as d; "
+         "print(len(d.orders_dbt_models.keys), d.orders_dbt_models.op.tags and 'ok')"],
+        capture_output=True, text=True, env=env, cwd=tmp_path, timeout=300,
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert out.stdout.split()[-1] == "ok" and int(out.stdout.split()[-2]) >= 8, out.stdout

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import duckdb
@@ -27,7 +28,7 @@ def test_settings_defaults_and_switch(monkeypatch: pytest.MonkeyPatch, tmp_path:
     assert s.env == "local" and s.data_dir == tmp_path / "data"
     assert s.lake_dir == tmp_path / "data" / "lake" and s.warehouse_path == tmp_path / "data" / "warehouse.duckdb"
     monkeypatch.setenv("ECOMMERCE_ENV", "staging")
-    with pytest.raises(ValueError, match="ECOMMERCE_ENV must be one of local, aws"):
+    with pytest.raises(ValueError, match="ECOMMERCE_ENV: Input should be 'local' or 'aws'"):
         get_settings()
 
 
@@ -73,23 +74,61 @@ def test_quote_ident_refuses_injection() -> None:
 
 
 _WRITER = """
-import sys
-from ecommerce_assets.resources.warehouse import DuckDBWarehouse
-wh = DuckDBWarehouse(database=sys.argv[1])
-for i in range(25):
-    wh.execute("INSERT INTO t VALUES (?, ?)", [sys.argv[2], i])
+import os, sys
+from pathlib import Path
+import duckdb
+import ecommerce_assets.resources.warehouse as w
+w.SERIALIZE_WRITERS = os.environ.get("FAULTS_WRITER_LOCK", "on") != "off"
+db, name, how = sys.argv[1], sys.argv[2], sys.argv[3]
+wh = w.DuckDBWarehouse(database=db)
+for i in range(10):
+    if how == "resource":  # the warehouse resource: the lock, then dagster-duckdb's connection (it retries)
+        wh.execute("INSERT INTO t VALUES (?, ?)", [name, i])
+    else:  # what dbt and the catalog do: the lock, then a plain connection that never retries
+        with w.file_lock(Path(db)):
+            con = duckdb.connect(db)
+            con.execute("INSERT INTO t VALUES (?, ?)", [name, i])
+            con.close()
 """
 
 
-def test_duckdb_writers_in_several_processes_are_serialized(tmp_path: Path) -> None:
+def _lock_waiters(lock_file: Path) -> set[int]:
+    """The processes blocked in ``flock`` on ``lock_file`` (the ``->`` lines of /proc/locks)."""
+    inode = lock_file.stat().st_ino
+    waiters = set()
+    for line in Path("/proc/locks").read_text().splitlines():
+        fields = line.split()
+        if "->" in fields and fields[fields.index("->") + 1] == "FLOCK":
+            pid, dev_inode = fields[fields.index("->") + 4], fields[fields.index("->") + 5]
+            if int(dev_inode.rsplit(":", 1)[1]) == inode:
+                waiters.add(int(pid))
+    return waiters
+
+
+def test_duckdb_writers_in_several_processes_are_serialized(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Three processes write while this one holds the warehouse: each must wait for the writers' lock
+    (seen blocked in /proc/locks), then write. Without the lock (``FAULTS_WRITER_LOCK=off``) the plain
+    connections (dbt's and the catalog's way) fail at once with DuckDB's "Could not set lock on file"."""
+    import ecommerce_assets.resources.warehouse as warehouse
+    from tests.faults import WRITER_LOCK
+
+    monkeypatch.setattr(warehouse, "SERIALIZE_WRITERS", WRITER_LOCK)
     db = tmp_path / "w.duckdb"
     wh = DuckDBWarehouse(database=str(db))
     wh.execute("CREATE TABLE t (writer VARCHAR, i INTEGER)")
-    procs = [subprocess.Popen([sys.executable, "-c", _WRITER, str(db), f"p{n}"], stderr=subprocess.PIPE)
-             for n in range(3)]
-    errors = [p.communicate(timeout=120)[1].decode() for p in procs]
-    assert [p.returncode for p in procs] == [0, 0, 0], errors
-    assert wh.query("SELECT count(*) AS n FROM t").column("n")[0].as_py() == 75
+    with wh.connect():  # holds the lock and the file
+        procs = [subprocess.Popen([sys.executable, "-c", _WRITER, str(db), f"p{n}", how], stderr=subprocess.PIPE)
+                 for n, how in enumerate(("plain", "resource", "plain"))]
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:  # all three waiting on the lock, or one already gave up
+            if any(p.poll() is not None for p in procs):
+                break
+            if Path(f"{db}.lock").exists() and {p.pid for p in procs} <= _lock_waiters(Path(f"{db}.lock")):
+                break
+            time.sleep(0.05)
+    errors = [p.communicate(timeout=180)[1].decode() for p in procs]
+    assert [p.returncode for p in procs] == [0, 0, 0], "\n".join(e[-600:] for e in errors)
+    assert wh.query("SELECT count(*) AS n FROM t").column("n")[0].as_py() == 30
 
 
 def test_replace_rows_upserts_by_key(tmp_path: Path) -> None:

@@ -56,9 +56,12 @@ def test_client_errors_are_not_retried(sim: ProductsApiSim) -> None:
 
 
 def test_timeout_is_retried(sim: ProductsApiSim) -> None:
+    """Every attempt times out: the server received exactly max_attempts requests (it logs each one as it
+    arrives, before its delay), and the error names the attempts and the timeout."""
     sim.faults.delay_seconds = 0.5
-    with pytest.raises(ProductsApiError, match="Timeout"):
-        api(sim, timeout_seconds=0.1, max_attempts=2).fetch_products()
+    with pytest.raises(ProductsApiError, match=r"failed after 3 attempts; last: .*Timeout"):
+        api(sim, timeout_seconds=0.1, max_attempts=3).fetch_products()
+    assert sim.requests == [("/products", 200)] * 3
 
 
 def test_payload_that_is_not_json_or_not_a_list_is_refused(sim: ProductsApiSim) -> None:

@@ -33,21 +33,31 @@ def expected_from_csv(path: Path) -> dict:
     opener = gzip.open if path.suffix == ".gz" else open
     seen: set[tuple] = set()
     lines = []
+    removed: Counter[str] = Counter()  # the first rule that removes a line, in the users' order
     with opener(path, "rt", encoding="utf-8", errors="strict", newline="") as fh:
         reader = csv.reader(fh)
         next(reader)
         for row in reader:
             key = tuple(row)
             if key in seen:
+                removed["duplicate_row"] += 1
                 continue
             seen.add(key)
             inv, stock, _desc, qty, _date, price, cust, _country = row
-            if not inv.strip() or not stock.strip() or not qty.strip() or not price.strip():
+            blank = [name for name, v in (("invoiceno", inv), ("stockcode", stock), ("quantity", qty),
+                                          ("unitprice", price)) if not v.strip()]
+            if blank:
+                removed[f"null_{blank[0]}"] += 1
                 continue
-            if int(qty) <= 0 or Decimal(price) <= 0:
+            if int(qty) <= 0:
+                removed["non_positive_quantity"] += 1
+                continue
+            if Decimal(price) <= 0:
+                removed["non_positive_unitprice"] += 1
                 continue
             lines.append((inv, stock, int(qty), Decimal(price), re.sub(r"\.0+$", "", cust.strip()) or "UNKNOWN"))
     return {
+        "removed": dict(removed),
         "sales_transactions": len(lines),
         "customers": len({c for *_, c in lines}),
         "products": len({s for _, s, *_ in lines}),
@@ -193,6 +203,16 @@ def test_full_data_set_end_to_end(data_dir: Path) -> None:
     manifest = json.loads((data_dir / "lake/processed/online_retail/cleaned_manifest.json").read_text())
     assert manifest["rows_in"] == 541_909
     assert manifest["rows_in"] == manifest["rows_out"] + sum(manifest["removed"].values())
+    # the per-rule counts of the materialization's metadata: the csv module's derivation, and the README's figures
+    event = dg.DagsterInstance.get().get_latest_materialization_event(dg.AssetKey(["online_retail", "cleaned"]))
+    metadata = event.asset_materialization.metadata
+    by_rule = {rule: n for rule, n in metadata["removed_by_rule"].value.items() if n}
+    assert by_rule == expected["removed"]
+    assert (by_rule["duplicate_row"], by_rule["non_positive_quantity"], by_rule["non_positive_unitprice"]) == \
+        (5_268, 10_587, 1_176)
+    assert metadata["rows_in"].value == 541_909
+    assert metadata["rows_out"].value == expected["sales_transactions"] == 524_878
+    assert metadata["rows_removed"].value == sum(expected["removed"].values())
     # referential integrity and keys in the warehouse itself
     assert con.execute("SELECT count(*) FROM gold.sales_transactions s ANTI JOIN gold.customers c "
                        "USING (customerid)").fetchone()[0] == 0

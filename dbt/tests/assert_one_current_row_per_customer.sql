@@ -1,4 +1,4 @@
--- SCD type 2 invariant: every customer has exactly one current row in dim_customers.
+-- SCD type 2 invariant on the mart: every customer has exactly one current row in dim_customers.
 select customer_id, count(*) as current_rows
 from {{ ref('dim_customers') }}
 group by customer_id

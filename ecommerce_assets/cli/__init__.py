@@ -36,7 +36,16 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    """Parse, check the settings (one line per bad setting, exit 2), then run the subcommand."""
+    from ecommerce_assets.settings import SettingsError, get_settings
+
+    try:
+        args = build_parser().parse_args(argv)  # some commands' defaults come from the settings
+        get_settings()
+    except SettingsError as exc:
+        for line in exc.problems:
+            print(f"error: {line}", file=sys.stderr)
+        return 2
     return int(args._handler(args) or 0)
 
 

@@ -36,6 +36,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def main(args: argparse.Namespace) -> int:
     from ecommerce_assets.catalog_sim import CatalogSimulator, Faults
+    from ecommerce_assets.cli._serve import serve_until_signalled
 
     faults = Faults(
         rate_limit_first=args.inject_429, retry_after_seconds=args.retry_after, server_error_first=args.inject_500,
@@ -45,10 +46,4 @@ def main(args: argparse.Namespace) -> int:
     sim = CatalogSimulator(port=args.port, host=args.host, seed=args.seed, faults=faults, required_key=args.api_key)
     sellers = ", ".join(f"{sid} ({len(entries)} products)" for sid, entries in sim.catalog.sellers.items())
     print(f"catalog simulator on {sim.url}  sellers: {sellers}", flush=True)
-    try:
-        sim.serve_forever()
-    except KeyboardInterrupt:
-        pass
-    finally:
-        sim._server.server_close()
-    return 0
+    return serve_until_signalled(sim.start, sim.stop)

@@ -14,12 +14,13 @@ HELP = "land the bundled samples and run every pipeline on the local lake + Duck
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--quiet", action="store_true", help="print only the summary")
+    parser.add_argument("--verbose", action="store_true", help="also print Dagster's event logs")
 
 
 def main(args: argparse.Namespace) -> int:
     from ecommerce_assets.demo import run_demo
 
     start = time.monotonic()
-    ok = run_demo(echo=(lambda _msg: None) if args.quiet else print)
+    ok = run_demo(echo=(lambda _msg: None) if args.quiet else print, verbose=args.verbose)
     print(f"\ndemo finished in {time.monotonic() - start:.1f}s: {'ok' if ok else 'FAILED'}")
     return 0 if ok else 1

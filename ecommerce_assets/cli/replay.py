@@ -3,7 +3,9 @@
 Reads the CSV (UTF-8 or ISO-8859-1, header checked), sends its rows to ``<url>/orders`` at ``--rate``
 lines per second with ``--concurrency`` requests in flight, shows a progress bar, and ends with a summary
 of accepted, rejected (the API answered 400/422: the line is bad) and failed lines (the API could not be
-reached or answered 5xx after retries), with the rejection reasons by field and rule. When a batched
+reached, refused the token (401) or answered 5xx after retries), with the rejection reasons by field and
+rule. Every request carries ``Authorization: Bearer $ECOMMERCE_INGEST_TOKEN`` when that is set (else the first
+of ``ECOMMERCE_INGEST_TOKENS``, for a client on the server's own environment). When a batched
 request is rejected because of some of its lines, the other lines are sent again without them (the API
 accepts a request whole or not at all). Exit code 0 when nothing failed, 1 otherwise.
 
@@ -54,7 +56,8 @@ class ReplaySummary:
         out = [f"lines: {self.lines}  accepted: {self.accepted}  rejected: {self.rejected}  failed: {self.failed}  "
                f"requests: {self.requests}  {self.seconds:.1f} s  ({self.lines_per_second:.0f} accepted lines/s)"]
         for reason, n in self.reasons.most_common(10):
-            out.append(f"  rejected {n:>6}  {reason}")
+            failed = reason.startswith("failed: ")
+            out.append(f"  {'failed' if failed else 'rejected':<8} {n:>6}  {reason.removeprefix('failed: ')}")
         return "\n".join(out)
 
 
@@ -89,11 +92,22 @@ def read_lines(path: Path, limit: int | None = None) -> Iterator[tuple[int, dict
             yield n, {h: v for h, v in zip(header, row, strict=False) if h in FIELDS}
 
 
+def default_token() -> str | None:
+    """The bearer token a client sends: ``ECOMMERCE_INGEST_TOKEN``, else the first ``ECOMMERCE_INGEST_TOKENS``."""
+    from ecommerce_assets.settings import get_settings
+
+    settings = get_settings()
+    return settings.ingest_token or (settings.ingest_tokens[0] if settings.ingest_tokens else None)
+
+
 class _Sender:
-    def __init__(self, url: str, timeout: float, retries: int):
+    def __init__(self, url: str, timeout: float, retries: int, token: str | None = None):
         self.url = url.rstrip("/") + "/orders"
         self.timeout = timeout
         self.retries = retries
+        self.headers = {"Content-Type": "application/json"}
+        if token:
+            self.headers["Authorization"] = f"Bearer {token}"
         self._local = threading.local()
 
     def _session(self) -> requests.Session:
@@ -107,8 +121,7 @@ class _Sender:
         last: tuple[int, dict[str, Any]] = (0, {"error": "not sent"})
         for attempt in range(self.retries + 1):
             try:
-                reply = self._session().post(self.url, data=body, timeout=self.timeout,
-                                             headers={"Content-Type": "application/json"})
+                reply = self._session().post(self.url, data=body, timeout=self.timeout, headers=self.headers)
                 try:
                     payload = reply.json()
                 except ValueError:
@@ -141,6 +154,10 @@ def _send_batch(sender: _Sender, batch: list[tuple[int, dict[str, str]]]) -> Rep
             result.rejected += len(bad)
             batch = [b for i, b in enumerate(batch) if i not in bad]  # resend the good lines
             continue
+        if status in (401, 403):  # not the lines' fault: they were not delivered
+            result.failed += len(batch)
+            result.reasons[f"failed: HTTP {status}: the API refused the token (set ECOMMERCE_INGEST_TOKEN)"] += len(batch)
+            return result
         if 400 <= status < 500:
             result.rejected += len(batch)
             result.reasons[f"request: {payload.get('rule', status)}"] += len(batch)
@@ -162,13 +179,16 @@ def replay_file(
     timeout: float = 30.0,
     retries: int = 2,
     progress: bool = True,
+    token: str | None = None,
 ) -> ReplaySummary:
-    """POST the CSV's rows to the API; return the summary (also used by the demo and the benchmark)."""
+    """POST the CSV's rows to the API; return the summary (also used by the demo and the benchmark).
+
+    ``token`` is the bearer token sent with every request (default: ``default_token()``)."""
     from tqdm import tqdm
 
     if not 1 <= batch <= MAX_LINES_PER_REQUEST:
         raise ValueError(f"--batch must be between 1 and {MAX_LINES_PER_REQUEST}")
-    sender = _Sender(url, timeout, retries)
+    sender = _Sender(url, timeout, retries, token if token is not None else default_token())
     limiter = RateLimiter(rate)
     total = ReplaySummary()
     started = time.monotonic()

@@ -1,34 +1,50 @@
-"""Catch up, headless (for cron, CI and scripts): do once what the sensors would do, then materialize
-everything downstream of what landed, partitions included. Prints progress; exits non-zero when any run
-failed. Runs are recorded in DAGSTER_HOME (default <ECOMMERCE_DATA_DIR>/dagster_home) and show in the UI.
+"""Catch up, headless (for cron, CI and scripts): do once what the schedules (with --fetch) and the sensors
+would do, then materialize everything downstream of what landed, partitions included.
+
+Prints one line per run (its assets, row counts and time), one line per pipeline skipped saying what turns
+it on, then a summary. Dagster's event logs stay in the instance (DAGSTER_HOME, default
+<ECOMMERCE_DATA_DIR>/dagster_home) and show in the UI; --verbose prints them too. Exits 0 when everything
+configured succeeded, 1 when a run or a sensor failed, 2 on invalid settings.
 """
 
 from __future__ import annotations
 
 import argparse
+import sys
 import time
 
+from ecommerce_assets.pipelines import PIPELINE_NAMES
+
 NAME = "run"
-HELP = "catch up headless: process everything that has landed, then everything downstream"
+HELP = "catch up headless: fetch (--fetch), process everything that has landed, then everything downstream"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--fetch", action="store_true",
+                        help="first do what the API schedules do: every configured seller's catalog, the products API")
+    parser.add_argument("--pipeline", action="append", choices=PIPELINE_NAMES, metavar="NAME", default=None,
+                        help=f"limit the catch-up to this pipeline (repeatable): {', '.join(PIPELINE_NAMES)}")
+    parser.add_argument("--verbose", action="store_true", help="also print Dagster's event logs")
     parser.add_argument("--quiet", action="store_true", help="print only the summary")
-    parser.add_argument(
-        "--fetch", action="store_true",
-        help="also fetch the API sources first (the assets the schedules fetch, e.g. the products API)",
-    )
 
 
 def main(args: argparse.Namespace) -> int:
-    from ecommerce_assets.orchestration import catch_up, load_definitions, scheduled_sources
-    from ecommerce_assets.reporting import print_summary
+    from ecommerce_assets.orchestration import catch_up, load_definitions
+    from ecommerce_assets.reporting import print_summary, startup_problems, startup_warnings
 
     start = time.monotonic()
-    defs = load_definitions()
-    fetch = scheduled_sources(defs) if args.fetch else None
-    report = catch_up(defs, echo=(lambda _msg: None) if args.quiet else print, fetch=fetch)
-    if not report.runs:
-        print(f"nothing new has landed ({report.skipped_run_keys} batch(es) already processed)")
+    problems = startup_problems()
+    if problems:
+        for line in problems:
+            print(f"error: {line}", file=sys.stderr)
+        return 2
+    for line in startup_warnings():
+        print(f"warning: {line}")
+    report = catch_up(
+        load_definitions(), echo=(lambda _msg: None) if args.quiet else print, fetch=args.fetch,
+        pipelines=args.pipeline, verbose=args.verbose,
+    )
+    if not report.runs and not report.failures:
+        print(f"nothing new to process ({report.skipped_run_keys} batch(es) already processed)")
     print_summary(report, time.monotonic() - start)
     return 0 if report.ok else 1

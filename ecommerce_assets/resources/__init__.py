@@ -49,9 +49,14 @@ def _orders_resources(settings: Settings) -> dict[str, Any]:
     from ecommerce_assets.resources.dbt import build_dbt_resource
     from ecommerce_assets.resources.notifier import build_notifier
     from ecommerce_assets.resources.products_api import ProductsApi
+    from ecommerce_assets.resources.unconfigured import UnconfiguredResource
 
+    products_api = (
+        ProductsApi(base_url=settings.products_api_url) if settings.products_api_url
+        else UnconfiguredResource(resource_key="products_api", problem="set ECOMMERCE_PRODUCTS_API_URL to fetch the products API")
+    )
     return {
-        "products_api": ProductsApi(base_url=settings.products_api_url or ""),
+        "products_api": products_api,
         "dbt": build_dbt_resource(settings),
         "notifier": build_notifier(settings),
     }

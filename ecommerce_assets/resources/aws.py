@@ -18,7 +18,12 @@ import boto3
 from dagster_aws.pipes import PipesLambdaClient
 from dagster_aws.s3 import S3Resource
 
-from ecommerce_assets.resources.aws_warehouse import AthenaWarehouse, PostgresWarehouse, RedshiftWarehouse
+from ecommerce_assets.resources.aws_warehouse import (
+    AthenaWarehouse,
+    DsnPasswordError,
+    PostgresWarehouse,
+    RedshiftWarehouse,
+)
 from ecommerce_assets.resources.glue_catalog import GlueCatalog
 from ecommerce_assets.resources.s3_lake import S3Lake
 from ecommerce_assets.resources.warehouse import Warehouse
@@ -72,16 +77,31 @@ def build_aws_warehouse(settings: Settings, lake: S3Lake) -> Warehouse:
 
 
 def build_aws(settings: Settings) -> dict[str, Any]:
-    """Every resource for aws mode, under the keys of ``build_local_resources``."""
+    """Every resource for aws mode, under the keys of ``build_local_resources``.
+
+    A resource whose settings are missing (no bucket, no DSN, ...) becomes an ``UnconfiguredResource``:
+    the code location still loads, and only the steps that use it fail, naming the setting.
+    """
     from ecommerce_assets.resources import build_local_resources
+    from ecommerce_assets.resources.unconfigured import UnconfiguredResource
 
     if settings.env != "aws":
         raise ValueError("build_aws needs settings with env='aws'")
-    lake = build_s3_lake(settings)
     # the other builders dispatch on settings.env; only the lake and warehouse are built here
     resources = build_local_resources(settings)
-    resources["lake"] = lake
-    resources["warehouse"] = build_aws_warehouse(settings, lake)
+    try:
+        lake: S3Lake | None = build_s3_lake(settings)
+        resources["lake"] = lake
+    except ValueError as exc:
+        lake = None
+        resources["lake"] = UnconfiguredResource(resource_key="lake", problem=str(exc))
+    if lake is None:
+        resources["warehouse"] = UnconfiguredResource(resource_key="warehouse", problem="it needs the lake: set ECOMMERCE_S3_BUCKET")
+    else:
+        try:
+            resources["warehouse"] = build_aws_warehouse(settings, lake)
+        except (ValueError, DsnPasswordError) as exc:
+            resources["warehouse"] = UnconfiguredResource(resource_key="warehouse", problem=str(exc))
     left_local = sorted(k for k, r in resources.items() if type(r).__name__.startswith(("Local", "DuckDB")))
     if left_local:
         raise RuntimeError(f"aws mode has no aws implementation for resource(s) {left_local}")

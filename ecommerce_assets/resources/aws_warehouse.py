@@ -30,9 +30,10 @@ from pathlib import Path
 from typing import Any
 
 import boto3
+import dagster as dg
 import psycopg
 import pyarrow as pa
-from pydantic import PrivateAttr
+from pydantic import Field, PrivateAttr
 
 from ecommerce_assets.resources.glue_catalog import GlueCatalog, glue_name, partition_values
 from ecommerce_assets.resources.lake import Lake
@@ -141,12 +142,55 @@ def _rows_to_arrow(names: list[str], rows: list[tuple[Any, ...]]) -> pa.Table:
 
 
 # --- PostgreSQL ---------------------------------------------------------------------------------
-class PostgresWarehouse(Warehouse):
-    """PostgreSQL as the warehouse (psycopg 3). ``dsn`` may come from ``dg.EnvVar('ECOMMERCE_WAREHOUSE_DSN')``."""
+class DsnPasswordError(RuntimeError):
+    """A warehouse DSN that carries a password (refused; the message says why and what to do instead).
 
-    dsn: str
+    Deliberately not a ``ValueError``: pydantic would wrap that in a ValidationError that quotes the input,
+    the DSN and its password included."""
+
+
+DSN_PASSWORD_REFUSED = (
+    "the warehouse DSN (ECOMMERCE_WAREHOUSE_DSN) carries a password; it is refused because Dagster stores "
+    "a resource's configuration in every run's snapshot (in DAGSTER_HOME's run storage) and the UI's GraphQL "
+    "API serves it, so the password would be kept and shown to anyone who can open the UI. Remove the "
+    "password from the DSN and give it to libpq instead: the PGPASSWORD environment variable, a ~/.pgpass "
+    "file (or PGPASSFILE), or IAM authentication (Redshift: temporary credentials from an IAM role)."
+)
+
+
+def dsn_has_password(dsn: str, *, strict: bool = True) -> bool:
+    """True when ``dsn`` (a URI or ``key=value`` conninfo) sets a password. A DSN libpq cannot parse is
+    an error with ``strict``, else False (it is not a DSN yet: e.g. the name of an ``EnvVar`` to resolve)."""
+    try:
+        info = psycopg.conninfo.conninfo_to_dict(dsn)
+    except psycopg.ProgrammingError:  # libpq's message may quote the DSN, so it is not repeated
+        if not strict:
+            return False
+        raise DsnPasswordError(
+            "the warehouse DSN (ECOMMERCE_WAREHOUSE_DSN) is not a libpq connection string "
+            "(postgresql://user@host:port/db or 'host=... user=... dbname=...')"
+        ) from None
+    return bool(info.get("password"))
+
+
+class PostgresWarehouse(Warehouse):
+    """PostgreSQL as the warehouse (psycopg 3).
+
+    ``dsn`` names the server, database and user, never a password (a DSN with one is refused with
+    ``DsnPasswordError``: Dagster keeps resource configuration in its run snapshots and serves it in the
+    UI). libpq takes the password from ``PGPASSWORD``, ``~/.pgpass`` or IAM. ``dsn`` may also come from
+    ``dg.EnvVar('ECOMMERCE_WAREHOUSE_DSN')``; it is checked once resolved.
+    """
+
+    dsn: str = Field(repr=False, description="libpq connection string without a password, e.g. postgresql://etl@host:5432/db")
     lake: Lake
     default_schema: str = "public"
+
+    def model_post_init(self, context: Any, /) -> None:
+        """Refuse a DSN with a password (an ``EnvVar`` is checked when Dagster resolves it for a run)."""
+        super().model_post_init(context)
+        if not isinstance(self.dsn, dg.EnvVar) and dsn_has_password(self.dsn, strict=False):
+            raise DsnPasswordError(DSN_PASSWORD_REFUSED)
 
     @property
     def kind(self) -> str:

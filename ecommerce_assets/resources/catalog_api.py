@@ -27,7 +27,6 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any
 from urllib.parse import urlencode
 
 import dagster as dg
@@ -285,19 +284,25 @@ def simulator_url(settings: Settings) -> str:
     return f"http://127.0.0.1:{settings.catalog_sim_port}"
 
 
-def catalog_api_resource(settings: Settings) -> CatalogApiResource:
+def catalog_api_resource(settings: Settings) -> dg.ConfigurableResource:
     """The ``catalog_api`` resource for ``settings``.
 
-    With ``ECOMMERCE_CATALOG_API_URL`` set, the key is ``dg.EnvVar("ECOMMERCE_CATALOG_API_KEY")`` (a run
-    fails with that name when it is unset). In local mode without a URL, the bundled simulator's address
-    is used, with the env key when set and the simulator's demo key otherwise.
+    It needs ``ECOMMERCE_CATALOG_API_URL`` (in aws mode the public API's address is the default) and
+    ``ECOMMERCE_CATALOG_API_KEY``, which stays an env reference (``dg.EnvVar``), never a value in the run
+    config. When either is missing the resource is a placeholder that fails only the fetch step and says
+    which setting turns the catalog fetch on.
     """
-    extra: dict[str, Any] = {"host": settings.catalog_api_host, "max_pages": settings.catalog_max_pages}
-    if settings.catalog_api_url or settings.env != "local":
-        return CatalogApiResource(
-            base_url=settings.catalog_api_url or "https://real-time-amazon-data.p.rapidapi.com",
-            api_key=dg.EnvVar(KEY_ENV_VAR),
-            **extra,
+    from ecommerce_assets.resources.unconfigured import UnconfiguredResource
+
+    url = settings.catalog_api_url or ("https://real-time-amazon-data.p.rapidapi.com" if settings.env == "aws" else None)
+    if url is None:
+        return UnconfiguredResource(
+            resource_key="catalog_api",
+            problem=(f"set ECOMMERCE_CATALOG_API_URL and {KEY_ENV_VAR} to fetch seller catalogs (to try it locally: "
+                     f"`ecommerce-assets catalog-sim`, then ECOMMERCE_CATALOG_API_URL={simulator_url(settings)})"),
         )
-    key: Any = dg.EnvVar(KEY_ENV_VAR) if settings.catalog_api_key_set else SIMULATOR_KEY
-    return CatalogApiResource(base_url=simulator_url(settings), api_key=key, **extra)
+    if not settings.catalog_api_key_set:
+        return UnconfiguredResource(resource_key="catalog_api", problem=f"set {KEY_ENV_VAR} to fetch seller catalogs")
+    return CatalogApiResource(
+        base_url=url, api_key=dg.EnvVar(KEY_ENV_VAR), host=settings.catalog_api_host, max_pages=settings.catalog_max_pages
+    )

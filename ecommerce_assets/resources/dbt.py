@@ -8,6 +8,7 @@ the running Python (the project's venv), so it works without an activated venv.
 
 from __future__ import annotations
 
+import os
 import shutil
 import sys
 from pathlib import Path
@@ -20,8 +21,21 @@ DBT_PROJECT_DIR = Path(__file__).resolve().parents[2] / "dbt"
 
 
 def dbt_executable() -> str:
-    beside = Path(sys.executable).parent / "dbt"
-    return str(beside) if beside.exists() else (shutil.which("dbt") or "dbt")
+    """The ``dbt`` of the running interpreter's environment (beside ``sys.executable``, else in
+    ``sys.prefix/bin``), never looked up on PATH first: ``.venv/bin/ecommerce-assets ui`` works from a shell
+    whose PATH lacks the venv. PATH is the last resort (a dbt installed elsewhere)."""
+    for candidate in (Path(sys.executable).parent / "dbt", Path(sys.prefix) / "bin" / "dbt"):
+        if candidate.exists():
+            return str(candidate)
+    return shutil.which("dbt") or "dbt"
+
+
+def dbt_environment() -> str:
+    """The dbt environment the product's own dbt runs use (``ECOMMERCE_DBT_ENV``, default ``prod``).
+
+    It names the schemas (``marts`` in prod, ``<env>_marts`` otherwise; ``dbt/macros/generate_schema_name.sql``)
+    and, in prod, leaves the dbt unit tests out of the builds. dbt run by hand defaults to ``dev``."""
+    return (os.environ.get("ECOMMERCE_DBT_ENV") or "prod").strip().lower()
 
 
 def build_dbt_resource(settings: Settings) -> DbtCliResource:
@@ -42,12 +56,28 @@ _PROFILE_VARS = {  # dbt target -> the profiles.yml variables its connection rea
 
 def dbt_connection_env(settings: Settings) -> dict[str, str]:
     """The profiles.yml connection variables of the dbt target, derived from ``ECOMMERCE_WAREHOUSE_DSN``
-    so dbt writes to the very database the warehouse resource loads (one setting, not two)."""
+    so dbt writes to the very database the warehouse resource loads (one setting, not two).
+
+    The password never comes from the DSN (a DSN with one is refused, as the warehouse resource refuses
+    it: Dagster would store it in its run snapshots): it is ``PGPASSWORD`` from the environment, which
+    libpq reads for the warehouse resource too. Without ``PGPASSWORD`` the profile's password is empty
+    and libpq falls back to ``~/.pgpass``."""
     names = _PROFILE_VARS.get(settings.dbt_target)
     if not names or not settings.warehouse_dsn:
         return {}
+    import os
+
     from psycopg.conninfo import conninfo_to_dict
 
+    from ecommerce_assets.resources.aws_warehouse import (
+        DSN_PASSWORD_REFUSED,
+        DsnPasswordError,
+        dsn_has_password,
+    )
+
+    if dsn_has_password(settings.warehouse_dsn):
+        raise DsnPasswordError(DSN_PASSWORD_REFUSED)
     info = conninfo_to_dict(settings.warehouse_dsn)
-    values = (info.get("host"), info.get("port"), info.get("user"), info.get("password"), info.get("dbname"))
+    password = os.environ.get("PGPASSWORD") or None
+    values = (info.get("host"), info.get("port"), info.get("user"), password, info.get("dbname"))
     return {name: str(value) for name, value in zip(names, values, strict=True) if value is not None}

@@ -269,5 +269,6 @@ class DynamoDBKeyValueStore(KeyValueStore):
 def build_kv_store(settings: Settings) -> KeyValueStore:
     """The key-value store of the environment: SQLite under ``state_dir``, or DynamoDB in aws mode."""
     if settings.env == "aws":
-        return DynamoDBKeyValueStore(table_prefix=settings.kv_table_prefix, endpoint_url=settings.aws_endpoint_url)
+        return DynamoDBKeyValueStore(table_prefix=settings.kv_table_prefix, endpoint_url=settings.aws_endpoint_url,
+                                     region_name=settings.aws_region)
     return LocalKeyValueStore(path=str(settings.state_dir / "kv.sqlite"), table_prefix=settings.kv_table_prefix)

@@ -8,8 +8,11 @@ DuckDB a URI it can read and write (``uri``) and an engine connection configured
 
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
+import stat
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +21,50 @@ import dagster as dg
 import duckdb
 
 ZONES = ("landing", "raw", "intermediate", "processed", "quarantine", "archive")
+NAME_MAX = 255  # bytes in one file name on every common local file system (ext4, xfs, APFS, NTFS)
+TMP_PREFIX = ".tmp-"  # in-flight writes; never listed
+
+
+def fit_name(name: str, limit: int = NAME_MAX) -> str:
+    """``name`` if it fits in ``limit`` bytes of UTF-8, else a shortened name that still identifies it.
+
+    The shortened name keeps the start and the end (where the extensions are, e.g. ``.csv.reason.json``)
+    and puts a hash of the whole name between them, so two long names never collide and the same long
+    name always maps to the same short one.
+    """
+    raw = name.encode()
+    if len(raw) <= limit:
+        return name
+    digest = "~" + hashlib.sha256(raw).hexdigest()[:16] + "~"
+    tail = raw[-48:].decode(errors="ignore")
+    room = limit - len(digest.encode()) - len(tail.encode())
+    head = raw[:room].decode(errors="ignore")
+    return head + digest + tail
+
+
+def temp_name() -> str:
+    """A short, unique name for an in-flight write (never derived from the target's name, which may be long)."""
+    return f"{TMP_PREFIX}{os.getpid()}-{uuid.uuid4().hex[:12]}"
+
+
+class UnsafeObjectError(PermissionError):
+    """A lake object that must not be read: a symbolic link or a special file (FIFO, socket, device)."""
+
+
+@dataclass(frozen=True)
+class RejectedObject:
+    """An entry below a prefix that is not a regular file, so it is never listed nor read: its key, why."""
+
+    key: str
+    rule: str  # "symlink" or "not_a_regular_file"
+    problem: str
+
+
+SYMLINK_PROBLEM = (
+    "a symbolic link: landed files must be regular files, and a link is never followed (its target was "
+    "not read); copy the file into the landing folder instead of linking it"
+)
+SPECIAL_PROBLEM = "not a regular file (a FIFO, socket or device): it was not read; land a regular file instead"
 
 
 @dataclass(frozen=True)
@@ -60,6 +107,11 @@ class Lake(dg.ConfigurableResource):
     def list_prefixes(self, prefix: str) -> list[str]:
         """The immediate sub-prefixes of ``prefix`` (like S3's CommonPrefixes), sorted, ending in ``/``."""
         raise NotImplementedError
+
+    def list_rejected(self, prefix: str) -> list[RejectedObject]:
+        """Entries below ``prefix`` that ``list_objects`` leaves out because they must not be read
+        (symbolic links, special files). An object store has none."""
+        return []
 
     # --- objects ----------------------------------------------------------------------------
     def read_bytes(self, key: str) -> bytes:
@@ -113,27 +165,31 @@ class LocalLake(Lake):
     base_dir: str
 
     def _path(self, key: str) -> Path:
+        """The file of ``key``; a name longer than the file system allows is stored as ``fit_name(name)``."""
         key = key.lstrip("/")
-        if ".." in Path(key).parts:
+        parts = Path(key).parts
+        if ".." in parts:
             raise ValueError(f"lake key may not contain '..': {key!r}")
-        return Path(self.base_dir) / key
+        return Path(self.base_dir).joinpath(*(fit_name(p) for p in parts))
 
     def uri(self, key: str) -> str:
-        return str(self._path(key))
+        """The file's path; a folder key (ending in ``/``) keeps its ``/``, as on S3."""
+        path = str(self._path(key))
+        return path + "/" if key.endswith("/") and not path.endswith("/") else path
 
     def output_uri(self, key: str) -> str:
         path = self._path(key)
         (path if key.endswith("/") else path.parent).mkdir(parents=True, exist_ok=True)
         return str(path)
 
-    def list_objects(self, prefix: str, start_after: str | None = None) -> Iterator[LakeObject]:
+    def _walk(self, prefix: str) -> Iterator[tuple[str, os.DirEntry]]:
+        """Every entry below ``prefix`` that is not a folder, with its key; symlinked folders are not entered."""
         root = Path(self.base_dir)
         base = self._path(prefix)
         # a prefix may be a folder ("landing/x/") or a name stem ("landing/x/date=2024-")
         folder = base if prefix.endswith("/") or base.is_dir() else base.parent
         if not folder.is_dir():
             return
-        keys: list[tuple[str, os.DirEntry]] = []
         stack = [folder]
         while stack:
             current = stack.pop()
@@ -141,14 +197,30 @@ class LocalLake(Lake):
                 for entry in it:
                     if entry.is_dir(follow_symlinks=False):
                         stack.append(Path(entry.path))
-                    elif entry.is_file() and not entry.name.startswith(".tmp-"):
+                    elif not entry.name.startswith(TMP_PREFIX):
                         key = Path(entry.path).relative_to(root).as_posix()
-                        if key.startswith(prefix) and (start_after is None or key > start_after):
-                            keys.append((key, entry))
+                        if key.startswith(prefix):
+                            yield key, entry
+
+    def list_objects(self, prefix: str, start_after: str | None = None) -> Iterator[LakeObject]:
+        """Every regular file below ``prefix``. Symbolic links and special files are never listed (so never
+        read by anyone who lists): ``list_rejected`` names them."""
+        keys = [
+            (key, entry) for key, entry in self._walk(prefix)
+            if entry.is_file(follow_symlinks=False) and (start_after is None or key > start_after)
+        ]
         keys.sort(key=lambda kv: kv[0])
         for key, entry in keys:
-            st = entry.stat()
-            yield _local_object(key, st)
+            yield _local_object(key, entry.stat(follow_symlinks=False))
+
+    def list_rejected(self, prefix: str) -> list[RejectedObject]:
+        rejected = []
+        for key, entry in self._walk(prefix):
+            if entry.is_symlink():
+                rejected.append(RejectedObject(key, "symlink", SYMLINK_PROBLEM))
+            elif not entry.is_file(follow_symlinks=False):
+                rejected.append(RejectedObject(key, "not_a_regular_file", SPECIAL_PROBLEM))
+        return sorted(rejected, key=lambda r: r.key)
 
     def list_prefixes(self, prefix: str) -> list[str]:
         folder = self._path(prefix)
@@ -158,30 +230,63 @@ class LocalLake(Lake):
         with os.scandir(folder) as it:
             return sorted(stem + e.name + "/" for e in it if e.is_dir(follow_symlinks=False))
 
+    def _open_regular(self, key: str) -> int:
+        """A read-only descriptor on the regular file at ``key``; a symlink or special file is refused
+        (``O_NOFOLLOW``: checked by the kernel at open, so a file swapped for a link meanwhile is refused too)."""
+        path = self._path(key)
+        flags = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0)
+        try:
+            fd = os.open(path, flags)
+        except OSError as exc:
+            if path.is_symlink():
+                raise UnsafeObjectError(f"{key}: {SYMLINK_PROBLEM}") from exc
+            raise
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            os.close(fd)
+            raise UnsafeObjectError(f"{key}: {SPECIAL_PROBLEM}")
+        return fd
+
     def read_bytes(self, key: str) -> bytes:
-        return self._path(key).read_bytes()
+        with os.fdopen(self._open_regular(key), "rb") as fh:
+            return fh.read()
 
     def write_bytes(self, key: str, data: bytes) -> str:
         path = self._path(key)
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".tmp-{os.getpid()}-{path.name}")
-        tmp.write_bytes(data)
-        os.replace(tmp, path)
+        tmp = path.with_name(temp_name())
+        try:
+            tmp.write_bytes(data)
+            os.replace(tmp, path)
+        finally:
+            tmp.unlink(missing_ok=True)
         return str(path)
 
     def copy(self, src_key: str, dst_key: str) -> str:
+        """Copy a regular file (never a symlink's target), keeping its modification time; atomic at ``dst``."""
+        fd = self._open_regular(src_key)
         dst = self._path(dst_key)
-        dst.parent.mkdir(parents=True, exist_ok=True)
-        tmp = dst.with_name(f".tmp-{os.getpid()}-{dst.name}")
-        shutil.copy2(self._path(src_key), tmp)
-        os.replace(tmp, dst)
+        tmp = dst.with_name(temp_name())
+        try:
+            with os.fdopen(fd, "rb") as src:
+                dst.parent.mkdir(parents=True, exist_ok=True)
+                with tmp.open("wb") as out:
+                    shutil.copyfileobj(src, out, 1 << 20)
+                st = os.fstat(src.fileno())
+                os.utime(tmp, ns=(st.st_atime_ns, st.st_mtime_ns))
+            os.replace(tmp, dst)
+        finally:
+            tmp.unlink(missing_ok=True)
         return str(dst)
 
     def exists(self, key: str) -> bool:
-        return self._path(key).is_file()
+        """A regular file is at ``key`` (a symlink there does not count)."""
+        try:
+            return stat.S_ISREG(os.lstat(self._path(key)).st_mode)
+        except OSError:
+            return False
 
     def stat(self, key: str) -> LakeObject:
-        st = self._path(key).stat()
+        st = os.lstat(self._path(key))
         return _local_object(key, st)
 
     def delete_prefix(self, prefix: str) -> int:
@@ -196,7 +301,17 @@ class LocalLake(Lake):
         return count
 
     def open_local(self, key: str) -> Path:
-        return self._path(key)
+        """The file itself; a symlink or special file is refused (never handed to a reader)."""
+        path = self._path(key)
+        try:
+            mode = os.lstat(path).st_mode
+        except FileNotFoundError:
+            return path  # the reader names the missing file
+        if stat.S_ISLNK(mode):
+            raise UnsafeObjectError(f"{key}: {SYMLINK_PROBLEM}")
+        if not stat.S_ISREG(mode):
+            raise UnsafeObjectError(f"{key}: {SPECIAL_PROBLEM}")
+        return path
 
     def engine(self) -> duckdb.DuckDBPyConnection:
         con = super().engine()

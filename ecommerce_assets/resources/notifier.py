@@ -106,12 +106,24 @@ class AwsNotifier(Notifier):
         logger.info("published %s alert %r to %s", alert.severity, alert.subject, self.topic_arn)
 
 
+class LogNotifier(Notifier):
+    """Alerts to the log only: aws mode with no SNS topic configured (alerts are optional)."""
+
+    def notify(self, alert: Alert) -> None:
+        level = {"info": logging.INFO, "warning": logging.WARNING, "error": logging.ERROR}[alert.severity]
+        logger.log(level, "[%s] %s: %s", alert.severity.upper(), alert.subject, alert.message)
+
+
+ALERTS_TO_LOG_WARNING = "alerts go to the log only: set ECOMMERCE_ALERTS_TOPIC_ARN to publish them to SNS"
+
+
 def build_notifier(settings: Settings) -> Notifier:
-    """``LocalNotifier`` locally; ``AwsNotifier`` in aws mode (needs ``ECOMMERCE_ALERTS_TOPIC_ARN``)."""
+    """``LocalNotifier`` locally; in aws mode ``AwsNotifier`` when ``ECOMMERCE_ALERTS_TOPIC_ARN`` is set,
+    else ``LogNotifier`` (alerts are optional; ``startup_warnings`` says so once)."""
     if settings.env == "aws":
         if not settings.alerts_topic_arn:
-            raise ValueError("aws mode needs ECOMMERCE_ALERTS_TOPIC_ARN (and ECOMMERCE_ALERTS_DLQ_URL) for alerts")
-        region = settings.alerts_topic_arn.split(":")[3] if settings.alerts_topic_arn.count(":") >= 5 else "us-east-1"
+            return LogNotifier()
+        region = settings.alerts_topic_arn.split(":")[3] if settings.alerts_topic_arn.count(":") >= 5 else settings.aws_region
         return AwsNotifier(
             topic_arn=settings.alerts_topic_arn,
             dlq_url=settings.alerts_dlq_url,

@@ -27,7 +27,7 @@ from botocore.exceptions import ClientError
 from dagster_aws.s3 import S3Resource
 from pydantic import PrivateAttr
 
-from ecommerce_assets.resources.lake import Lake, LakeObject
+from ecommerce_assets.resources.lake import Lake, LakeObject, fit_name, temp_name
 
 DELETE_BATCH = 1000  # the most keys one DeleteObjects call accepts
 
@@ -226,13 +226,17 @@ class S3Lake(Lake):
         etag = str(head.get("ETag", "")).strip('"') or "none"
         digest = hashlib.sha256(self.uri(key).encode()).hexdigest()[:24]
         root = Path(self.cache_dir) if self.cache_dir else Path(tempfile.gettempdir()) / "ecommerce-lake-cache"
-        target = root / digest / etag / key.rsplit("/", 1)[-1]
+        # an S3 key's name may be longer than a local file name can be: fit_name shortens it
+        target = root / digest / etag / fit_name(key.rsplit("/", 1)[-1])
         if target.is_file() and target.stat().st_size == int(head["ContentLength"]):
             return target
         target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = target.with_name(f".tmp-{os.getpid()}-{target.name}")
-        self.client.download_file(self.bucket, self._full(key), str(tmp))
-        os.replace(tmp, target)
+        tmp = target.with_name(temp_name())
+        try:
+            self.client.download_file(self.bucket, self._full(key), str(tmp))
+            os.replace(tmp, target)
+        finally:
+            tmp.unlink(missing_ok=True)
         return target
 
     # --- the engine -------------------------------------------------------------------------

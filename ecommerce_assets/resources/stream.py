@@ -307,5 +307,5 @@ def build_stream(settings: Settings) -> Stream:
     """The stream of the environment: the local log under ``state_dir``, or Kinesis in aws mode."""
     if settings.env == "aws":
         return KinesisStream(stream_name=settings.stream_name, endpoint_url=settings.aws_endpoint_url,
-                             shards=settings.stream_shards)
+                             region_name=settings.aws_region, shards=settings.stream_shards)
     return LocalStream(path=str(settings.state_dir / "stream.sqlite"), shards=settings.stream_shards)

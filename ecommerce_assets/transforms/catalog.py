@@ -32,13 +32,25 @@ import datetime as dt
 import io
 import json
 import re
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
+from pathlib import Path
 from typing import Any
 
+import duckdb
 import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
+
+from ecommerce_assets.transforms import matching
+from ecommerce_assets.transforms.files import (
+    ENGINE_MAX_LINE_SIZE,
+    BadFileError,
+    engine_file,
+    open_csv,
+    standardize_column,
+)
 
 KEPT_COLUMNS = [
     "asin", "product_title", "product_price", "product_original_price", "currency", "product_star_rating",
@@ -381,3 +393,141 @@ def expected_pages(total_products: int | None, page_size: int = 48) -> int | Non
     if total_products is None:
         return None
     return -(-total_products // page_size)
+
+
+# --- the distributor inventory: landed CSVs -> typed rows + quarantine -----------------------------------
+
+
+@dataclass(frozen=True)
+class DistributorFile:
+    """One landed distributor CSV: its lake key (its name in quarantine), a local file with its bytes, and its
+    arrival time (for a SKU in several files the newest file's row wins)."""
+
+    key: str
+    path: Path
+    mtime: float
+
+
+DISTRIBUTOR_RULES: dict[str, str] = {
+    **matching.INVENTORY_RULES,
+    "control_character": "a control or bidirectional-override character (NUL, ESC, U+202E...) in a field",
+}
+# a character no field may hold (SQL regex): C0 controls but tab/LF/CR, DEL, C1, bidi embeddings/overrides/isolates
+CONTROL_CHARACTERS = r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x{9f}\x{202a}-\x{202e}\x{2066}-\x{2069}]"
+# in the codes (sku, asin, upc, ean, gtin) and the numbers a tab or a line break is a control character too
+CONTROL_CHARACTERS_IN_CODES = CONTROL_CHARACTERS[:-1] + r"\t\r\n]"
+_TEXT_COLUMNS = ("title", "brand")
+
+
+@dataclass
+class InventoryResult:
+    """What reading and cleaning the distributor files did; rows in = out + quarantined + superseded."""
+
+    files_in: int
+    rows_in: int = 0
+    rows_out: int = 0
+    removed: dict[str, int] = field(default_factory=dict)  # quarantined rows per rule
+    superseded: int = 0  # older rows of a SKU (another file or row wins)
+    invalid_gtin: int = 0  # rows kept whose UPC/EAN/GTIN is ignored (bad length or check digit)
+    rejected_files: list[BadFileError] = field(default_factory=list)
+
+    @property
+    def reconciles(self) -> bool:
+        return self.rows_in == self.rows_out + sum(self.removed.values()) + self.superseded
+
+
+def load_distributor_files(con: Any, files: Sequence[DistributorFile]) -> InventoryResult:
+    """Read every distributor CSV (all text) into the temp table ``inv_src`` (the inventory columns, NULL where
+    a file lacks one, + ``_file``, ``_row``, ``_mtime``). A file that cannot be read as CSV with the required
+    columns (``open_csv``'s rules, or the engine refusing it: ``unreadable_csv``) is rejected whole into
+    ``InventoryResult.rejected_files`` and the others go on. Of two columns with the same standardized name
+    the first is read."""
+    matching.install_macros(con)
+    cols = matching.DISTRIBUTOR_COLUMNS + matching.ID_COLUMNS
+    con.execute("CREATE OR REPLACE TEMP TABLE inv_src (" + ", ".join(f"{c} VARCHAR" for c in cols)
+                + ", _file VARCHAR, _row BIGINT, _mtime DOUBLE)")
+    result = InventoryResult(files_in=len(files))
+    con.execute("SET preserve_insertion_order = true")  # row_number() = the row's position in its file
+    try:
+        for f in files:
+            try:
+                text_file = open_csv(f.path, required=matching.DISTRIBUTOR_COLUMNS)
+            except BadFileError as exc:  # named by its lake key, not the local copy
+                result.rejected_files.append(BadFileError(f.key, exc.problem, exc.rule))
+                continue
+            names = [standardize_column(h) or f"column{i}" for i, h in enumerate(text_file.header)]
+            names = [n if names.index(n) == i else f"{n}_{i}" for i, n in enumerate(names)]  # the first wins
+            select = ", ".join(c if c in names else "CAST(NULL AS VARCHAR)" for c in cols)
+            sql = (
+                f"INSERT INTO inv_src SELECT {select}, ?, row_number() OVER (), ? "  # noqa: S608 - known names
+                "FROM read_csv(?, header = true, names = ?, all_varchar = true, encoding = ?, delim = ',', "
+                "quote = '\"', escape = '\"', strict_mode = false, null_padding = true, max_line_size = ?, "
+                "parallel = ?)"
+            )
+            try:
+                with engine_file(text_file) as (path, encoding):
+                    params = [f.key, f.mtime, str(path), names, encoding, ENGINE_MAX_LINE_SIZE]
+                    try:
+                        con.execute(sql, [*params, True])
+                    except (duckdb.OutOfMemoryException, duckdb.InterruptException):
+                        raise
+                    except duckdb.Error:  # the parallel reader cannot pad rows of a file with quoted line breaks
+                        con.execute(sql, [*params, False])
+            except (duckdb.OutOfMemoryException, duckdb.InterruptException):
+                raise  # the engine's limits, not the file's fault
+            except duckdb.Error as exc:
+                first = str(exc).split("\n", 1)[0][:300]  # the engine's next lines quote the file's content
+                result.rejected_files.append(
+                    BadFileError(f.key, f"the engine cannot read it as CSV: {first}", "unreadable_csv")
+                )
+    finally:
+        con.execute("SET preserve_insertion_order = false")
+    result.rows_in = int(con.execute("SELECT count(*) FROM inv_src").fetchone()[0])
+    return result
+
+
+_CODE_COLUMNS = ("sku", "cost", "quantity_available", *matching.ID_COLUMNS)
+_DISTRIBUTOR_CONTROL = (
+    "UPDATE inv_ruled SET _rule = 'control_character', _ctrl_field = CASE "  # noqa: S608 - constant names
+    + " ".join(f"WHEN regexp_matches({c}, $codes) THEN '{c}'" for c in _CODE_COLUMNS)
+    + " " + " ".join(f"WHEN regexp_matches({c}, $text) THEN '{c}'" for c in _TEXT_COLUMNS)
+    + " END WHERE _rule IS NULL AND ("
+    + " OR ".join([*(f"regexp_matches({c}, $codes)" for c in _CODE_COLUMNS),
+                   *(f"regexp_matches({c}, $text)" for c in _TEXT_COLUMNS)])
+    + ")"
+)
+# a line break or tab inside a quoted title or brand is layout, not data: a space (before the rules run)
+_DISTRIBUTOR_LAYOUT = (
+    "UPDATE inv_src SET "  # noqa: S608 - constant names
+    + ", ".join(f"{c} = regexp_replace({c}, '[\\t\\r\\n]+', ' ', 'g')" for c in _TEXT_COLUMNS)
+    + " WHERE " + " OR ".join(f"regexp_matches({c}, '[\\t\\r\\n]')" for c in _TEXT_COLUMNS)
+)
+
+_DISTRIBUTOR_QUARANTINE = """
+SELECT sku, title, brand, cost, quantity_available, _file AS source_file, _row AS source_row, _rule AS rule,
+       coalesce(_ctrl_field, regexp_replace(_rule, '^(null|unparseable)_', '')) AS field
+FROM inv_ruled WHERE _rule IS NOT NULL
+ORDER BY _file, _row
+"""
+
+
+def clean_distributor(con: Any, result: InventoryResult, inventory_uri: str, quarantine_uri: str) -> InventoryResult:
+    """Apply the inventory rules (``matching.INVENTORY_RULED``, then ``control_character``) to ``inv_src``;
+    write the inventory (``matching.INVENTORY_CLEAN``: one row per SKU, the newest file's) to
+    ``inventory_uri`` and, when a row was removed, the quarantined rows (source_file, source_row, field,
+    rule) to ``quarantine_uri``. Title and brand keep their text (a leading ``=`` is data); line breaks and
+    tabs in them become spaces."""
+    con.execute(_DISTRIBUTOR_LAYOUT)
+    con.execute(matching.INVENTORY_RULED)
+    con.execute("ALTER TABLE inv_ruled ADD COLUMN _ctrl_field VARCHAR")
+    con.execute(_DISTRIBUTOR_CONTROL, {"codes": CONTROL_CHARACTERS_IN_CODES, "text": CONTROL_CHARACTERS})
+    con.execute(f"CREATE OR REPLACE TEMP TABLE inv_out AS {matching.INVENTORY_CLEAN}")  # noqa: S608
+    con.execute("COPY inv_out TO ? (FORMAT parquet, COMPRESSION zstd)", [inventory_uri])
+    counts = dict(con.execute("SELECT _rule, count(*) FROM inv_ruled WHERE _rule IS NOT NULL GROUP BY 1").fetchall())
+    result.removed = {rule: int(counts.get(rule, 0)) for rule in DISTRIBUTOR_RULES}
+    if counts:
+        con.execute(f"COPY ({_DISTRIBUTOR_QUARANTINE}) TO ? (FORMAT parquet)", [quarantine_uri])  # noqa: S608
+    result.rows_out = int(con.execute("SELECT count(*) FROM inv_out").fetchone()[0])
+    result.invalid_gtin = int(con.execute("SELECT count(*) FROM inv_out WHERE gtin_invalid").fetchone()[0])
+    result.superseded = result.rows_in - result.rows_out - sum(result.removed.values())
+    return result

@@ -7,21 +7,34 @@ removed it, so rows in = rows out + the sum of the rule counts:
 2. ``null_<field>``: a null/blank invoiceno, stockcode, quantity or unitprice;
 3. ``unparseable_<field>``: quantity not an integer, unitprice not a number;
 4. ``non_positive_quantity`` / ``non_positive_unitprice`` (this removes cancellations ``C...`` too);
-5. ``unparseable_invoicedate``: not ``M/D/YYYY H:MM``, ``M/D/YY H:MM`` or ``YYYY-MM-DD HH:MM:SS``.
+5. ``unparseable_invoicedate``: not ``M/D/YYYY H:MM``, ``M/D/YY H:MM`` or ``YYYY-MM-DD HH:MM:SS``;
+6. ``out_of_range_invoicedate``: before 2000-01-01 or after 2100-12-31 (``0001-01-01``, ``1/1/99`` = 1999);
+7. ``out_of_range_total_sales``: quantity x unitprice does not fit DECIMAL(18,3) (10^15 or more);
+8. ``control_character``: a control character (NUL, ESC, DEL, C1) or a bidirectional override/isolate
+   (U+202A-U+202E, U+2066-U+2069) in any field, or a tab/line break in invoiceno, stockcode or customerid
+   (the quarantined row's ``field`` names the first such field).
 
 Kept rows get: quantity BIGINT, unitprice DECIMAL(18,3), invoicedate TIMESTAMP, customerid as text
-without a trailing ``.0`` (blank -> ``UNKNOWN``), ``"`` removed and ``,``/tab -> space in description and
-country, ``total_sales = quantity * unitprice``.
+without a trailing ``.0`` (blank -> ``UNKNOWN``), ``"`` removed and ``,``/tab/line breaks -> space in
+description and country, ``total_sales = quantity * unitprice``. Text that starts with ``=``, ``+``, ``-``
+or ``@`` is data and kept as it is; a CSV written for people neutralises it (``files.csv_for_people``).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import duckdb
 
-from ecommerce_assets.transforms.files import TextFile, standardize_column
+from ecommerce_assets.transforms.files import (
+    ENGINE_MAX_LINE_SIZE,
+    BadFileError,
+    TextFile,
+    engine_file,
+    standardize_column,
+)
 
 SOURCE_COLUMNS = [
     "invoiceno", "stockcode", "description", "quantity", "invoicedate", "unitprice", "customerid", "country",
@@ -37,7 +50,17 @@ RULES: dict[str, str] = {
     "non_positive_quantity": "quantity <= 0 (returns and cancellations)",
     "non_positive_unitprice": "unitprice <= 0",
     "unparseable_invoicedate": "invoicedate is not M/D/YYYY H:MM, M/D/YY H:MM or YYYY-MM-DD HH:MM:SS",
+    "out_of_range_invoicedate": "invoicedate is before 2000-01-01 or after 2100-12-31",
+    "out_of_range_total_sales": "quantity x unitprice is 10^15 or more (does not fit DECIMAL(18,3))",
+    "control_character": "a control or bidirectional-override character (NUL, ESC, U+202E...) in a field",
 }
+# the sane range of an invoice date: [EARLIEST_DATE, END_DATE)
+EARLIEST_DATE, END_DATE = "2000-01-01", "2101-01-01"
+# a character no field may hold (SQL regex): C0 controls but tab/LF/CR, DEL, C1 controls, bidi
+# embeddings/overrides/isolates
+CONTROL_CHARACTERS = r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x{9f}\x{202a}-\x{202e}\x{2066}-\x{2069}]"
+# in invoiceno, stockcode and customerid a tab or a line break is a control character too
+CONTROL_CHARACTERS_IN_IDS = CONTROL_CHARACTERS[:-1] + r"\t\r\n]"
 UNKNOWN_CUSTOMER = "UNKNOWN"
 STAR_TABLES = ("customers", "products", "sales_transactions")
 
@@ -53,8 +76,20 @@ class CleanResult:
         return self.rows_in == self.rows_out + sum(self.removed.values())
 
 
-def load_source(con: duckdb.DuckDBPyConnection, files: Sequence[TextFile], file_labels: Sequence[str]) -> int:
-    """Read the files (all text) into the temp table ``retail_src`` with ``_file`` and ``_row``; return rows."""
+def load_source(
+    con: duckdb.DuckDBPyConnection,
+    files: Sequence[TextFile],
+    file_labels: Sequence[str],
+    rejected: list[BadFileError] | None = None,
+) -> int:
+    """Read the files (all text) into the temp table ``retail_src`` with ``_file`` and ``_row``; return rows.
+
+    The files have passed ``open_csv`` (which refuses a line the engine could not read). Should the engine
+    still refuse one, the error is a ``BadFileError`` naming that file (its label) and the engine's first
+    message line, never the file's content. With ``rejected`` (a list), such a file is appended to it and
+    the other files are read (the caller quarantines it); without, the error is raised.
+
+    Returns the rows read."""
     con.execute(
         "CREATE OR REPLACE TEMP TABLE retail_src (" + ", ".join(f"{c} VARCHAR" for c in SOURCE_COLUMNS)
         + ", _file VARCHAR, _row BIGINT)"
@@ -64,14 +99,39 @@ def load_source(con: duckdb.DuckDBPyConnection, files: Sequence[TextFile], file_
     for tf, label in zip(files, file_labels, strict=True):
         names = [standardize_column(h) or f"column{i}" for i, h in enumerate(tf.header)]
         names = [n if names.index(n) == i else f"{n}_{i}" for i, n in enumerate(names)]  # de-duplicate
-        con.execute(
-            f"INSERT INTO retail_src SELECT {select}, ?, row_number() OVER () "  # noqa: S608
-            "FROM read_csv(?, header = true, names = ?, all_varchar = true, encoding = ?, quote = '\"', "
-            "escape = '\"', strict_mode = false, null_padding = true)",
-            [label, str(tf.path), names, tf.encoding],
-        )
+        try:
+            with engine_file(tf) as (path, encoding):
+                _insert_csv(con, select, label, path, names, encoding)
+        except (duckdb.OutOfMemoryException, duckdb.InterruptException):
+            raise  # the engine's limits, not the file's fault
+        except duckdb.Error as exc:  # the reader's "CSV Error", invalid input, conversion, I/O
+            first = str(exc).split("\n", 1)[0][:300]  # the engine's next lines quote the file's content
+            err = BadFileError(label, f"the engine cannot read it as CSV: {first}", "unreadable_csv")
+            if rejected is None:
+                con.execute("SET preserve_insertion_order = false")
+                raise err from exc
+            rejected.append(err)
     con.execute("SET preserve_insertion_order = false")
     return int(con.execute("SELECT count(*) FROM retail_src").fetchone()[0])
+
+
+def _insert_csv(
+    con: duckdb.DuckDBPyConnection, select: str, label: str, path: Path, names: list[str], encoding: str
+) -> None:
+    """Append one CSV file to ``retail_src`` (one statement: all its rows or none). The parallel reader
+    cannot pad short rows of a file with line breaks inside quoted values: such a file is read again by
+    the serial reader before it is called unreadable."""
+    sql = (
+        f"INSERT INTO retail_src SELECT {select}, ?, row_number() OVER () "  # noqa: S608
+        "FROM read_csv(?, header = true, names = ?, all_varchar = true, encoding = ?, delim = ',', "
+        "quote = '\"', escape = '\"', strict_mode = false, null_padding = true, max_line_size = ?, parallel = ?)"
+    )
+    try:
+        con.execute(sql, [label, str(path), names, encoding, ENGINE_MAX_LINE_SIZE, True])
+    except (duckdb.OutOfMemoryException, duckdb.InterruptException):
+        raise
+    except duckdb.Error:
+        con.execute(sql, [label, str(path), names, encoding, ENGINE_MAX_LINE_SIZE, False])
 
 
 # a table, not a view: the rule counts, the cleaned COPY and the quarantine COPY read it, so the
@@ -96,8 +156,20 @@ WITH dup AS (
                 THEN try_strptime(trim(invoicedate), '%m/%d/%y %H:%M')
             WHEN regexp_matches(trim(invoicedate), '^\\d{4}-\\d{2}-\\d{2}[ T]\\d{2}:\\d{2}:\\d{2}$')
                 THEN try_strptime(replace(trim(invoicedate), 'T', ' '), '%Y-%m-%d %H:%M:%S')
-        END AS _ts
+        END AS _ts,
+        CASE
+            WHEN regexp_matches(invoiceno, $ctrl_id) THEN 'invoiceno'
+            WHEN regexp_matches(stockcode, $ctrl_id) THEN 'stockcode'
+            WHEN regexp_matches(description, $ctrl) THEN 'description'
+            WHEN regexp_matches(quantity, $ctrl) THEN 'quantity'
+            WHEN regexp_matches(invoicedate, $ctrl) THEN 'invoicedate'
+            WHEN regexp_matches(unitprice, $ctrl) THEN 'unitprice'
+            WHEN regexp_matches(customerid, $ctrl_id) THEN 'customerid'
+            WHEN regexp_matches(country, $ctrl) THEN 'country'
+        END AS _ctrl_field
     FROM dup
+), typed AS (
+    SELECT *, TRY_CAST(_qty * _price AS DECIMAL(18, 3)) AS _total FROM parsed
 )
 SELECT *,
     CASE
@@ -111,21 +183,24 @@ SELECT *,
         WHEN _qty <= 0 THEN 'non_positive_quantity'
         WHEN _price <= 0 THEN 'non_positive_unitprice'
         WHEN _ts IS NULL THEN 'unparseable_invoicedate'
+        WHEN _ts < CAST($earliest AS TIMESTAMP) OR _ts >= CAST($end AS TIMESTAMP) THEN 'out_of_range_invoicedate'
+        WHEN _total IS NULL THEN 'out_of_range_total_sales'
+        WHEN _ctrl_field IS NOT NULL THEN 'control_character'
     END AS _rule
-FROM parsed
+FROM typed
 """
 
 _CLEAN_SELECT = """
 SELECT
     _inv AS invoiceno,
     _stock AS stockcode,
-    nullif(trim(regexp_replace(replace(description, '"', ''), '[,\\t]', ' ', 'g')), '') AS description,
+    nullif(trim(regexp_replace(replace(description, '"', ''), '[,\\t\\r\\n]', ' ', 'g')), '') AS description,
     _qty AS quantity,
     _price AS unitprice,
     _ts AS invoicedate,
     coalesce(regexp_replace(nullif(trim(customerid), ''), '\\.0+$', ''), 'UNKNOWN') AS customerid,
-    nullif(trim(regexp_replace(replace(country, '"', ''), '[,\\t]', ' ', 'g')), '') AS country,
-    CAST(_qty * _price AS DECIMAL(18, 3)) AS total_sales,
+    nullif(trim(regexp_replace(replace(country, '"', ''), '[,\\t\\r\\n]', ' ', 'g')), '') AS country,
+    _total AS total_sales,
     CAST(_ts AS DATE) AS invoice_date
 FROM retail_ruled
 WHERE _rule IS NULL
@@ -134,8 +209,8 @@ WHERE _rule IS NULL
 _QUARANTINE_SELECT = """
 SELECT invoiceno, stockcode, description, quantity, invoicedate, unitprice, customerid, country,
        _file AS source_file, _row AS source_row, _rule AS rule,
-       CASE WHEN _rule = 'duplicate_row' THEN '*' ELSE regexp_replace(_rule, '^(null|unparseable|non_positive)_', '') END
-           AS field
+       CASE _rule WHEN 'duplicate_row' THEN '*' WHEN 'control_character' THEN _ctrl_field
+                  ELSE regexp_replace(_rule, '^(null|unparseable|non_positive|out_of_range)_', '') END AS field
 FROM retail_ruled
 WHERE _rule IS NOT NULL
 """
@@ -144,7 +219,10 @@ WHERE _rule IS NOT NULL
 def clean(con: duckdb.DuckDBPyConnection, cleaned_uri: str, quarantine_uri: str) -> CleanResult:
     """Apply the rules to ``retail_src``; write cleaned Parquet (Hive-partitioned by invoice_date) and
     the quarantined rows (with rule and field) as one Parquet file."""
-    con.execute(_RULED)
+    con.execute(_RULED, {
+        "ctrl": CONTROL_CHARACTERS, "ctrl_id": CONTROL_CHARACTERS_IN_IDS,
+        "earliest": EARLIEST_DATE, "end": END_DATE,
+    })
     counts = dict(con.execute("SELECT coalesce(_rule, ''), count(*) FROM retail_ruled GROUP BY 1").fetchall())
     rows_out = int(counts.pop("", 0))
     removed = {rule: int(counts.get(rule, 0)) for rule in RULES}

@@ -25,6 +25,12 @@ Rules (the first that applies names the record's quarantine reason):
    ``total_amount`` numbers; ``timestamp`` an ISO-8601 date-time string (an offset such as ``+02:00`` or
    ``Z`` is converted to UTC; no offset means UTC).
 5. ``non_positive_quantity`` / ``non_positive_price``: quantity <= 0 or price <= 0.
+6. ``out_of_range_timestamp``: the timestamp (in UTC) is before 2000-01-01 or after 2100-12-31.
+7. ``control_character_<field>``: a text field holds a control character (NUL, ESC, a line break, DEL, C1)
+   or a bidirectional override/isolate (U+202A-U+202E, U+2066-U+2069).
+
+A file holding only white space has no record (it is read, with 0 records in). Text that starts with ``=``, ``+``, ``-`` or ``@``
+is data and kept as it is; a CSV written for people neutralises it (``files.csv_for_people``).
 
 Kept records get typed columns (money as DECIMAL(18,2)), ``year, month, day, hour``,
 ``day_of_week`` (Monday = 0), and the users' discount rule: **10 % of total_amount when total_amount >=
@@ -66,6 +72,7 @@ FIELDS = (
 RULES: dict[str, str] = {
     "empty_file": "the file is empty",
     "not_json": "the file is not a JSON object, JSON array or JSON lines",
+    "unreadable_file": "the file cannot be read (permissions or an I/O error)",
     "not_an_object": "the record is not a JSON object",
     **{f"missing_{f}": f"{f} is missing, null or empty" for f in FIELDS},
     **{f"wrong_type_{f}": f"{f} must be a string" for f in STRING_FIELDS},
@@ -75,7 +82,13 @@ RULES: dict[str, str] = {
     "wrong_type_total_amount": "total_amount must be a number",
     "non_positive_quantity": "quantity <= 0",
     "non_positive_price": "price <= 0",
+    "out_of_range_timestamp": "timestamp (UTC) is before 2000-01-01 or after 2100-12-31",
+    **{f"control_character_{f}": f"{f} holds a control or bidirectional-override character" for f in STRING_FIELDS},
 }
+# the sane range of a transaction's timestamp (UTC): [EARLIEST, END)
+EARLIEST, END = "2000-01-01", "2101-01-01"
+# a character no text field may hold (RE2): C0 controls (tab and line breaks too), DEL, C1, bidi controls
+CONTROL_CHARACTERS = r"[\x00-\x1f\x7f-\x{9f}\x{202a}-\x{202e}\x{2066}-\x{2069}]"
 DISCOUNT_RULE = "10% of total_amount when total_amount >= 500.00, 5% when >= 100.00, else 0 (rounded half up to the cent)"
 
 _MALFORMED_FILE = re.compile(r'in file "(.+?)"')
@@ -137,7 +150,24 @@ def _rule_sql(
         whens.append(f"WHEN NOT ({ok}) THEN 'wrong_type_{f}'")
     whens.append(f"WHEN {cast(FIELDS.index('quantity'))} <= 0 THEN 'non_positive_quantity'")
     whens.append(f"WHEN {cast(FIELDS.index('price'))} <= 0 THEN 'non_positive_price'")
+    utc = _utc_sql(cast, text)
+    whens.append(f"WHEN {utc} < TIMESTAMP '{EARLIEST}' OR {utc} >= TIMESTAMP '{END}' THEN 'out_of_range_timestamp'")
+    for i, f in enumerate(FIELDS):
+        if f in STRING_FIELDS:
+            whens.append(f"WHEN regexp_matches({text(i)}, '{CONTROL_CHARACTERS}') THEN 'control_character_{f}'")
     return "CASE " + " ".join(whens) + " END"
+
+
+def _utc_sql(cast: Callable[[int], str], text: Callable[[int], str]) -> str:
+    """The timestamp in UTC: its local value minus the offset it names (none: UTC)."""
+    ts = text(FIELDS.index("timestamp"))
+    offset = (
+        f"CASE WHEN length({ts}) > 19 AND regexp_matches({ts}, '{_OFFSET}') THEN "
+        f"(CASE regexp_extract({ts}, '{_OFFSET}', 3) WHEN '-' THEN -1 ELSE 1 END) * "
+        f"(CAST(regexp_extract({ts}, '{_OFFSET}', 4) AS INTEGER) * 60 "
+        f"+ CAST(regexp_extract({ts}, '{_OFFSET}', 5) AS INTEGER)) ELSE 0 END"
+    )
+    return f"({cast(FIELDS.index('timestamp'))} - to_minutes(CAST({offset} AS BIGINT)))"
 
 
 def _typed_sql(
@@ -145,15 +175,8 @@ def _typed_sql(
 ) -> str:
     cast = cast or _json_cast(val, text)
     s = lambda f: text(FIELDS.index(f))  # noqa: E731
-    ts = s("timestamp")
-    offset = (
-        f"CASE WHEN length({ts}) > 19 AND regexp_matches({ts}, '{_OFFSET}') THEN "
-        f"(CASE regexp_extract({ts}, '{_OFFSET}', 3) WHEN '-' THEN -1 ELSE 1 END) * "
-        f"(CAST(regexp_extract({ts}, '{_OFFSET}', 4) AS INTEGER) * 60 "
-        f"+ CAST(regexp_extract({ts}, '{_OFFSET}', 5) AS INTEGER)) ELSE 0 END"
-    )
     cols = [f"{s(f)} AS {f}" for f in STRING_FIELDS]
-    cols += [f"{cast(FIELDS.index('timestamp'))} - to_minutes(CAST({offset} AS BIGINT)) AS timestamp"]
+    cols += [f"{_utc_sql(cast, text)} AS timestamp"]
     cols += [f"{cast(FIELDS.index(f))} AS {f}" for f in ("quantity", "price", "total_amount")]
     return ", ".join(cols)
 
@@ -292,14 +315,22 @@ def _write_parquet(con: duckdb.DuckDBPyConnection, sql: str, params: list, uri: 
     con.sql(sql, params=params).write_parquet(uri, compression="zstd", row_group_size=122_880)
 
 
+def _first_line(exc: Exception) -> str:
+    """The first line of an engine error (its next lines quote the file); a message that could not be
+    decoded is named by its type."""
+    if isinstance(exc, UnicodeDecodeError):
+        return "Invalid Input Error: the file is not valid UTF-8 JSON"
+    return str(exc).split("\n")[0]
+
+
 def _find_unparseable(con: duckdb.DuckDBPyConnection, uris: list[str]) -> dict[str, str]:
     """The files among ``uris`` that DuckDB cannot parse as JSON, with the parser's message (bisection)."""
     try:
         con.execute("SELECT count(*) FROM read_json_objects(?, format = 'auto')", [uris]).fetchone()
         return {}
-    except duckdb.InvalidInputException as exc:
+    except (duckdb.InvalidInputException, duckdb.IOException, UnicodeDecodeError) as exc:
         if len(uris) == 1:
-            return {uris[0]: str(exc).split("\n")[0]}
+            return {uris[0]: _first_line(exc)}
     mid = len(uris) // 2
     return _find_unparseable(con, uris[:mid]) | _find_unparseable(con, uris[mid:])
 
@@ -318,10 +349,10 @@ def _parse_all(
         try:
             _write_parquet(con, _checked_sql(_READ_ALL), [todo], checked_uri)
             return bad
-        except duckdb.InvalidInputException as exc:
+        except (duckdb.InvalidInputException, duckdb.IOException, UnicodeDecodeError) as exc:  # not JSON, unreadable
             m = _MALFORMED_FILE.search(str(exc))
             named = m.group(1) if m and m.group(1) in todo else None
-            found = {named: str(exc).split("\n")[0]} if named else _find_unparseable(con, todo)
+            found = {named: _first_line(exc)} if named else _find_unparseable(con, todo)
             if not found:
                 raise
             bad |= found
@@ -344,7 +375,8 @@ def _fast_write(
         con.sql(_FAST_OUTPUT).write_parquet(
             lake.output_uri(staging), compression="zstd", row_group_size=122_880, partition_by=["_rule"]
         )
-    except (duckdb.InvalidInputException, duckdb.ConversionException):
+    except (duckdb.InvalidInputException, duckdb.ConversionException, duckdb.IOException, UnicodeDecodeError):
+        # (the engine's message quoting bytes that are not UTF-8 reaches Python as a UnicodeDecodeError)
         lake.delete_prefix(staging)
         return None
     written = [o.key for o in lake.list_objects(staging)]
@@ -398,7 +430,7 @@ def _quarantined_records(
 
 
 def _rule_field(rule: str) -> str:
-    for prefix in ("missing_", "wrong_type_", "non_positive_"):
+    for prefix in ("missing_", "wrong_type_", "non_positive_", "out_of_range_", "control_character_"):
         if rule.startswith(prefix):
             return rule[len(prefix):]
     return ""
@@ -437,7 +469,8 @@ def transform_partition(
         fast = _fast_write(lake, con, uris, staging) if uris else None
         unparseable = {} if fast is not None or not uris else _parse_all(con, uris, checked)
         for uri, problem in sorted(unparseable.items()):
-            result.bad_files.append({"file": by_uri[uri], "rule": "not_json", "problem": problem})
+            rule = "unreadable_file" if problem.startswith("IO Error") else "not_json"
+            result.bad_files.append({"file": by_uri[uri], "rule": rule, "problem": problem})
         good_uris = [u for u in uris if u not in unparseable]
 
         if fast is not None:
@@ -489,8 +522,13 @@ def transform_partition(
         for bad in result.bad_files:
             name = bad["file"].rsplit("/", 1)[-1]
             dst = f"{q_prefix}files/{name}"
-            lake.copy(bad["file"], dst)
-            lake.write_bytes(dst + ".reason.json", json.dumps({**bad, "reason": RULES[bad["rule"]]}, indent=2).encode())
+            try:
+                lake.copy(bad["file"], dst)
+                copied = True
+            except OSError:  # an unreadable file cannot be copied: its reason is written all the same
+                copied = False
+            reason = {**bad, "reason": RULES[bad["rule"]], "copied": copied}
+            lake.write_bytes(dst + ".reason.json", json.dumps(reason, indent=2).encode())
             result.quarantine_keys.append(dst)
     finally:
         con.close()

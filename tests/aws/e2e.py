@@ -65,19 +65,14 @@ def seed_samples(settings: Settings, lake: Lake) -> list[str]:
 
 
 def run_platform(resources: dict[str, Any], instance: dg.DagsterInstance) -> CatchUpReport:
-    """Seed, replay the stream, fetch the catalog pages, catch up: ``run_demo``'s first day."""
-    from ecommerce_assets.defs.catalog.demo import run_demo_fetch
-    from ecommerce_assets.defs.orders.assets import API_SOURCES
+    """Seed, replay the stream, catch up with ``--fetch`` (catalog sellers, products API): ``run_demo``'s first day."""
     from ecommerce_assets.defs.stream.runner import run_stream_demo
     from ecommerce_assets.settings import get_settings
 
     settings = get_settings()
     seed_samples(settings, resources["lake"])
     run_stream_demo(settings, resources)
-    fetch = run_demo_fetch(settings, instance=instance, resources=resources, echo=lambda _m: None, fetch_only=True)
-    report = catch_up(load_defs(resources), instance, echo=lambda _m: None, fetch=API_SOURCES)
-    report.runs.insert(0, ("catalog fetch", fetch.ok))
-    return report
+    return catch_up(load_defs(resources), instance, echo=lambda _m: None, fetch=True)
 
 
 def run_outcomes(report: CatchUpReport) -> list[tuple[str, bool]]:

@@ -180,9 +180,9 @@ def test_aws_mode_gives_the_tables_local_mode_gives(local_run, aws_env, postgres
 
         bad = dict(resources, catalog_api=CatalogApiResource(base_url=os.environ["ECOMMERCE_CATALOG_API_URL"],
                                                              api_key="wrong-key"))
-        from ecommerce_assets.defs.catalog.demo import SELLER_ASSETS
+        from ecommerce_assets.defs.catalog.assets import catalog_raw_pages
 
-        failed = dg.materialize(SELLER_ASSETS[:1], partition_key=SELLER, resources=bad, instance=instance,
+        failed = dg.materialize([catalog_raw_pages], partition_key=SELLER, resources=bad, instance=instance,
                                 raise_on_error=False)
         assert not failed.success
         run_status_alerts(defs, instance, failed.run_id)

@@ -26,6 +26,22 @@ def test_dagster_yaml_is_a_valid_ecs_instance(tmp_path, monkeypatch):
     result = validate_config(EcsRunLauncher.config_type(), launcher)
     assert result.success, result.errors
     assert set(launcher["task_definition"]) >= {"task_role_arn", "execution_role_arn"}
+    assert "ECOMMERCE_SENSORS=on" in launcher["env_vars"]
+
+
+def test_deployed_containers_run_the_arrival_sensors(monkeypatch):
+    """The ECS containers' environment (deploy/ecs) turns aws mode's arrival sensors and automation on."""
+    from ecommerce_assets.settings import get_settings
+
+    entries = json.loads((DEPLOY / "ecs" / "container-environment.json").read_text())
+    environment = {e["name"]: e["value"] for e in entries}
+    assert environment["ECOMMERCE_ENV"] == "aws"
+    monkeypatch.delenv("ECOMMERCE_SENSORS", raising=False)
+    monkeypatch.setenv("ECOMMERCE_ENV", "aws")
+    assert not get_settings().sensors_on  # aws mode's default: stopped
+    for name, value in environment.items():
+        monkeypatch.setenv(name, value)
+    assert get_settings().sensors_on
 
 
 def test_iam_policies_are_valid_and_least_privilege():

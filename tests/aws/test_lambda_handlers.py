@@ -6,6 +6,7 @@ import json
 
 import boto3
 import pytest
+from botocore.exceptions import ClientError
 
 from lambdas import (
     catalog_page_to_csv,
@@ -53,10 +54,21 @@ FAILING_EVENTS = {
     "transaction_generator": lambda b: {"count": "many"},
     # POST /orders while the Kinesis stream does not exist (it is infrastructure, created by the deploy)
     "ingest_api": lambda b: {"httpMethod": "POST", "path": "/orders", "isBase64Encoded": False,
+                             "headers": {"Content-Type": "application/json"},
                              "body": json.dumps({"InvoiceNo": "536365", "StockCode": "85123A", "Quantity": 6,
                                                  "InvoiceDate": "2010-12-01T08:26:00", "UnitPrice": "2.55",
                                                  "CustomerID": "17850", "Country": "United Kingdom"})},
 }
+# what each failing event raises, exactly (type and message), so a handler failing for another reason fails the test
+EXPECTED_ERRORS: dict[str, tuple[type[BaseException], str]] = {
+    "catalog_page_to_csv": (ClientError, r"GetObject operation: The specified key does not exist"),
+    "transaction_json_to_parquet": (FileNotFoundError, r"/lake/landing/transactions/date=2026-11-22/t\.json$"),
+    "stream_to_archive": (KeyError, r"eventID"),
+    "stream_to_kv": (KeyError, r"eventID"),
+    "transaction_generator": (ValueError, r"invalid literal for int\(\) with base 10: 'many'"),
+    "ingest_api": (ClientError, r"PutRecords operation: Stream orders-\w+ under account \d+ not found"),
+}
+AWS_ERROR_CODES = {"catalog_page_to_csv": "NoSuchKey", "ingest_api": "ResourceNotFoundException"}
 HANDLERS = {m.__name__.rsplit(".", 1)[1]: m for m in (catalog_page_to_csv, ingest_api, stream_to_archive, stream_to_kv,
                                                       transaction_generator, transaction_json_to_parquet)}
 
@@ -68,8 +80,12 @@ def test_a_failing_event_goes_to_the_dead_letter_queue(name, aws_env, dlq):
         if hasattr(fn, "cache_clear"):
             fn.cache_clear()
     event = FAILING_EVENTS[name](aws_env["ECOMMERCE_S3_BUCKET"])
-    with pytest.raises(Exception):  # noqa: B017 - each handler fails in its own way; the DLQ message says how
+    error_type, match = EXPECTED_ERRORS[name]
+    with pytest.raises(error_type, match=match) as info:
         HANDLERS[name].handler(event, None)
+    if isinstance(info.value, ClientError):  # the AWS error code, not just "some client error"
+        assert info.value.response["Error"]["Code"] == AWS_ERROR_CODES[name]
     [message] = receive(*dlq)
     assert message["handler"] == f"lambdas.{name}.handler"
-    assert message["event"] == event and message["error_type"] and message["traceback"]
+    assert message["event"] == event and message["traceback"]
+    assert message["error_type"] == type(info.value).__name__

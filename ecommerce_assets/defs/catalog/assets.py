@@ -2,12 +2,10 @@
 
 import datetime as dt
 import html
-import io
 import json
 
 import dagster as dg
 import pyarrow as pa
-import pyarrow.csv as pacsv
 from pydantic import Field
 
 from ecommerce_assets.defs.catalog.sellers import seller_query, sellers_partitions
@@ -18,7 +16,7 @@ from ecommerce_assets.resources.warehouse import Warehouse
 from ecommerce_assets.settings import get_settings
 from ecommerce_assets.transforms import catalog as catalog_tf
 from ecommerce_assets.transforms import matching
-from ecommerce_assets.transforms.files import BadFileError, open_csv, standardize_column
+from ecommerce_assets.transforms.files import csv_for_people
 
 GROUP = "catalog"
 RAW = "raw/catalog/"
@@ -312,57 +310,50 @@ def distributor_inventory(context: dg.AssetExecutionContext, lake: Lake, warehou
         raise dg.Failure(f"no distributor files: drop CSVs in {lake.uri(DISTRIBUTOR_LANDING)}")
     lake.delete_prefix(DISTRIBUTOR_QUARANTINE)
     lake.delete_prefix(DISTRIBUTOR_MATCHING)  # never a prepared inventory older than the inventory
-    con = lake.engine()
     bad_files: list[dict] = []
-    try:
-        matching.install_macros(con)
-        cols = matching.DISTRIBUTOR_COLUMNS + matching.ID_COLUMNS
-        con.execute("CREATE TEMP TABLE inv_src (" + ", ".join(f"{c} VARCHAR" for c in cols)
-                    + ", _file VARCHAR, _row BIGINT, _mtime DOUBLE)")
-        for obj in objects:
+
+    def quarantine_file(key: str, rule: str, problem: str, copy: bool = True) -> None:
+        name = key[len(DISTRIBUTOR_LANDING):]
+        if copy:
             try:
-                tf = open_csv(lake.open_local(obj.key), required=matching.DISTRIBUTOR_COLUMNS)
-            except BadFileError as exc:
-                name = obj.key[len(DISTRIBUTOR_LANDING):]
-                lake.copy(obj.key, f"{DISTRIBUTOR_QUARANTINE}files/{name}")
-                reason = {"file": obj.key, "row": None, "field": None, "rule": exc.rule, "problem": exc.problem}
-                lake.write_bytes(f"{DISTRIBUTOR_QUARANTINE}files/{name}.reason.json", json.dumps(reason).encode())
-                bad_files.append(reason)
-                context.log.warning(f"quarantined {obj.key}: {exc.problem}")
-                continue
-            by_std = {standardize_column(h): h for h in tf.header}
-            select = []
-            for c in cols:
-                if c in by_std:
-                    select.append('"' + by_std[c].replace('"', '""') + '"')
-                else:
-                    select.append("NULL")
-            con.execute(
-                f"INSERT INTO inv_src SELECT {', '.join(select)}, ?, row_number() OVER (), ? "  # noqa: S608
-                "FROM read_csv(?, header = true, all_varchar = true, encoding = ?, strict_mode = false, null_padding = true)",
-                [obj.key, obj.last_modified, str(tf.path), tf.encoding],
-            )
-        rows_in = int(con.execute("SELECT count(*) FROM inv_src").fetchone()[0])
-        con.execute(matching.INVENTORY_RULED)
-        con.execute(f"CREATE TEMP TABLE inv_out AS {matching.INVENTORY_CLEAN}")  # noqa: S608
-        con.execute("COPY inv_out TO ? (FORMAT parquet, COMPRESSION zstd)", [lake.output_uri(DISTRIBUTOR_PROCESSED)])
+                lake.copy(key, f"{DISTRIBUTOR_QUARANTINE}files/{name}")
+            except OSError:  # a file that cannot be read cannot be copied: its reason is written all the same
+                copy = False
+        reason = {"file": key, "row": None, "field": None, "rule": rule, "problem": problem, "copied": copy}
+        lake.write_bytes(f"{DISTRIBUTOR_QUARANTINE}files/{name}.reason.json", json.dumps(reason).encode())
+        bad_files.append(reason)
+        context.log.warning(f"quarantined {key}: {rule}: {problem}")
+
+    for entry in lake.list_rejected(DISTRIBUTOR_LANDING):  # links and special files: never read, never copied
+        quarantine_file(entry.key, entry.rule, entry.problem, copy=False)
+    files = []
+    for obj in objects:
+        try:
+            files.append(catalog_tf.DistributorFile(obj.key, lake.open_local(obj.key), obj.last_modified))
+        except OSError as exc:  # replaced by a link since it was listed, or gone
+            quarantine_file(obj.key, "unreadable_file", str(exc), copy=False)
+    con = lake.engine()
+    try:
+        result = catalog_tf.load_distributor_files(con, files)
+        for err in result.rejected_files:
+            quarantine_file(err.file, err.rule, err.problem)
+        catalog_tf.clean_distributor(
+            con, result, lake.output_uri(DISTRIBUTOR_PROCESSED),
+            lake.output_uri(DISTRIBUTOR_QUARANTINE + "rows/quarantined_rows.parquet"),
+        )
         matching.prepare_inventory(con, lake.uri(DISTRIBUTOR_PROCESSED), lake.output_uri(DISTRIBUTOR_MATCHING))
-        removed = dict(con.execute("SELECT _rule, count(*) FROM inv_ruled WHERE _rule IS NOT NULL GROUP BY 1").fetchall())
-        if removed:
-            con.execute(f"COPY ({matching.INVENTORY_QUARANTINE}) TO ? (FORMAT parquet)",  # noqa: S608
-                        [lake.output_uri(DISTRIBUTOR_QUARANTINE + "rows/quarantined_rows.parquet")])
-        rows_out = int(con.execute("SELECT count(*) FROM inv_out").fetchone()[0])
-        invalid_gtin = int(con.execute("SELECT count(*) FROM inv_out WHERE gtin_invalid").fetchone()[0])
     finally:
         con.close()
-    superseded = rows_in - rows_out - sum(removed.values())
+    if not result.reconciles:
+        raise dg.Failure(description=f"distributor inventory: counts do not reconcile: {result}")
     rows = warehouse.replace_table("gold.distributor_inventory", [lake.uri(DISTRIBUTOR_PROCESSED)])
     return dg.MaterializeResult(
         metadata=warehouse_table_metadata(
             warehouse, "gold.distributor_inventory",
-            extra={"files": len(objects), "bad_files": dg.MetadataValue.json(bad_files), "rows_in": rows_in,
-                   "rows_out": rows, "quarantined_rows": dg.MetadataValue.json({k: int(v) for k, v in removed.items()}),
-                   "superseded_sku_rows": superseded, "invalid_gtin_ignored": invalid_gtin},
+            extra={"files": len(objects), "bad_files": dg.MetadataValue.json(bad_files), "rows_in": result.rows_in,
+                   "rows_out": rows,
+                   "quarantined_rows": dg.MetadataValue.json({k: v for k, v in result.removed.items() if v}),
+                   "superseded_sku_rows": result.superseded, "invalid_gtin_ignored": result.invalid_gtin},
         )
     )
 
@@ -492,9 +483,7 @@ def catalog_sourcing_report(context: dg.AssetExecutionContext, lake: Lake) -> dg
         con.close()
     fee = get_settings().marketplace_fee_rate
     page = render_report_html(table, fee, date).encode()
-    buf = io.BytesIO()
-    pacsv.write_csv(table, buf, pacsv.WriteOptions(quoting_style="needed"))
-    csv = buf.getvalue()
+    csv = csv_for_people(table)  # formula-like text neutralised (OWASP CSV injection); numbers stay numbers
     keys = {}
     for folder in (f"{REPORTS}date={date}/", f"{REPORTS}latest/"):
         keys[folder + "sourcing_report.csv"] = lake.write_bytes(folder + "sourcing_report.csv", csv)

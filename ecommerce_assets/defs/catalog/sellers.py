@@ -70,6 +70,7 @@ def seller_query(seller_id: str, settings: Settings | None = None) -> str | None
     description="Adds every seller of the sellers config (or ECOMMERCE_SELLERS) as a `sellers` partition.",
     minimum_interval_seconds=60,
     default_status=dg.DefaultSensorStatus.RUNNING,
+    tags={"ecommerce/partitions": "true"},  # `run --fetch` applies it before fetching
 )
 def catalog_sellers_sync(context: dg.SensorEvaluationContext):
     known = set(context.instance.get_dynamic_partitions(SELLERS_PARTITIONS))

@@ -56,9 +56,12 @@ distributor_arrival = arrival_sensor(
 @dg.schedule(
     name="catalog_daily_fetch",
     cron_schedule="0 6 * * *",
-    target=dg.AssetSelection.assets(RAW_PAGES_KEY, SNAPSHOT_KEY, AMAZON_DATA_KEY, HISTORY_KEY),
+    target=dg.AssetSelection.assets(RAW_PAGES_KEY),
     default_status=dg.DefaultScheduleStatus.STOPPED,
-    description="Every day at 06:00: fetch and clean every tracked seller's catalog (one run per seller).",
+    description=(
+        "Every day at 06:00: fetch every tracked seller's catalog into raw/catalog/ (one run per seller); "
+        "`catalog_raw_pages_arrival` then cleans each seller's pages and reloads gold.amazon_data."
+    ),
 )
 def catalog_daily_fetch(context: dg.ScheduleEvaluationContext):
     for seller in context.instance.get_dynamic_partitions(SELLERS_PARTITIONS):

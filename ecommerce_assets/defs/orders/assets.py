@@ -6,6 +6,10 @@ Per source (``orders``, ``customers``, ``products``; ``api_products`` from the R
 * ``orders/cleaned/<source>``: all raw files of the source -> one cleaned Parquet file (rules and
   latest-wins order in ``ecommerce_assets.transforms.orders``), bad rows/files to ``quarantine/<source>/``;
 * ``raw_orders/<source>``: the warehouse table the dbt sources read (``defs/orders/dbt.py``).
+
+Products are optional, from products.csv, the API, or both: the assets of those two sources are tagged
+``ecommerce/optional_source`` (the headless catch-up never lets one block its downstream), and their dbt
+staging views read an absent table as empty. ``orders`` and ``customers`` feed the marts directly.
 """
 
 
@@ -33,6 +37,14 @@ API_RAW = "raw/api/products/"
 STAMP = "%Y%m%dT%H%M%S%fZ"
 # the business key of each cleaned table (the API's id is renamed product_id by the cleaning)
 KEYS = {"orders": "order_id", "customers": "customer_id", "products": "product_id", "api_products": "product_id"}
+# sources a mart never waits for: products come from products.csv, the API, or both
+OPTIONAL_SOURCES = ("products", "api_products")
+OPTIONAL_SOURCE_TAGS = {"ecommerce/optional_source": "true"}
+
+
+def source_tags(source: str) -> dict[str, str]:
+    """The tags of every asset of ``source``: ``ecommerce/optional_source`` for an optional one."""
+    return dict(OPTIONAL_SOURCE_TAGS) if source in OPTIONAL_SOURCES else {}
 
 
 def raw_prefix(source: str) -> str:
@@ -118,6 +130,7 @@ def _register_asset(source: str) -> dg.AssetsDefinition:
         key=raw_asset_key(source),
         group_name=GROUP,
         kinds={"file", "json" if source == "customers" else "csv"},
+        tags=source_tags(source),
         description=(
             f"Every file landed in `landing/{source}/` registered once, unchanged, in `raw/{source}/` "
             "(name prefixed with its arrival stamp, which orders the batches)."
@@ -147,6 +160,7 @@ raw_orders_files, raw_customers_files, raw_products_files = (_register_asset(s) 
     key=raw_asset_key("api_products"),
     group_name=GROUP,
     kinds={"api", "json"},
+    tags=source_tags("api_products"),
     retry_policy=dg.RetryPolicy(max_retries=2, delay=10, backoff=dg.Backoff.EXPONENTIAL),
     description=(
         "Products fetched from the products REST API (`GET /products`, fake-store shape) with timeout, "
@@ -221,6 +235,7 @@ def _cleaned_asset(source: str) -> dg.AssetsDefinition:
         deps=[raw_asset_key(source)],
         group_name=GROUP,
         kinds={"duckdb", "parquet"},
+        tags=source_tags(source),
         check_specs=[
             dg.AssetCheckSpec("counts_reconcile", asset=key, blocking=True,
                               description="rows in = rows out + quarantined + superseded"),
@@ -280,6 +295,7 @@ def _load_asset(source: str) -> dg.AssetsDefinition:
         deps=[cleaned_asset_key(source)],
         group_name=GROUP,
         kinds={"sql", "table"},
+        tags=source_tags(source),
         description=(
             f"Warehouse table `{table}`: the cleaned `{source}` upserted on `{KEYS[source]}` (the cleaned file holds "
             f"every key seen, so this equals a replace; a re-run leaves the same rows, and the dbt views over the "

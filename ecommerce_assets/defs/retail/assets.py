@@ -68,20 +68,24 @@ def online_retail_cleaned(context: dg.AssetExecutionContext, lake: Lake) -> dg.M
             labels.append(obj.key)
         except BadFileError as err:
             bad.append({"file": obj.key, "rule": err.rule, "problem": err.problem})
-            context.log.error(f"quarantined {obj.key}: {err.problem}")
+    con = lake.engine()
+    rejected: list[BadFileError] = []  # files the engine refused after the checks: quarantined, the others go on
+    retail.load_source(con, good, labels, rejected=rejected)
+    bad += [{"file": err.file, "rule": err.rule, "problem": err.problem} for err in rejected]
+    labels = [label for label in labels if label not in {err.file for err in rejected}]
+    for item in bad:
+        context.log.error(f"quarantined {item['file']}: {item['problem']}")
     lake.delete_prefix(QUARANTINE_FILES)
     for item in bad:
         name = item["file"][len(RAW):]
         lake.copy(item["file"], QUARANTINE_FILES + name)
         lake.write_bytes(QUARANTINE_FILES + name + ".reason.json", json.dumps(item, indent=2).encode())
-    if not good:
+    if not labels:
         raise dg.Failure(
             description=f"no readable Online Retail file in {lake.uri(RAW)}",
             metadata={"quarantined_files": dg.MetadataValue.json(bad)},
         )
 
-    con = lake.engine()
-    retail.load_source(con, good, labels)
     lake.delete_prefix(CLEANED)
     result = retail.clean(con, lake.output_uri(CLEANED), lake.output_uri(QUARANTINE_ROWS))
     manifest = {

@@ -6,6 +6,7 @@ sensor (``ecommerce_assets.orchestration``); nothing here keeps a cursor of its 
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +43,6 @@ def run_stream_demo(settings: Settings, resources: dict[str, Any] | None = None,
     resources = resources or (build_local_resources(settings) if settings.env == "local" else build_resources(settings))
     sample = sample or retail_sample_path()
     with ApiServer(create_app(resources["stream"], resources["kv_store"], settings)) as server:
-        summary = replay_file(sample, server.url, concurrency=4, progress=False)
+        summary = replay_file(sample, server.url, concurrency=4, progress=sys.stderr.isatty())
     return [f"stream: replayed {sample.name} through {server.url}/orders: {summary.accepted} accepted, "
             f"{summary.rejected} rejected, {summary.failed} failed"]

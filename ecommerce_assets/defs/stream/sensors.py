@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 import dagster as dg
 
+from ecommerce_assets.arrival import sensor_default_status
 from ecommerce_assets.defs.stream.assets import batch_run_config, stream_batch_job
 from ecommerce_assets.resources.stream import Stream
 from ecommerce_assets.transforms.stream import batch_date
@@ -63,18 +64,12 @@ def plan_batches(
     return batches, next_cursor
 
 
-def _default_status() -> dg.DefaultSensorStatus:
-    from ecommerce_assets.settings import get_settings
-
-    return dg.DefaultSensorStatus.RUNNING if get_settings().env == "local" else dg.DefaultSensorStatus.STOPPED
-
-
 @dg.sensor(
     name="stream_sensor",
     job=stream_batch_job,
     tags={"ecommerce/catch_up": "true"},
     minimum_interval_seconds=10,
-    default_status=_default_status(),
+    default_status=sensor_default_status(),
     description=(
         "Turns new stream records into micro-batch runs of `stream_batch_job` (one per shard and sequence "
         "range, at most ECOMMERCE_STREAM_BATCH_RECORDS records each). The cursor is the last sequence number "
@@ -84,6 +79,8 @@ def _default_status() -> dg.DefaultSensorStatus:
 def stream_sensor(context: dg.SensorEvaluationContext, stream: Stream) -> dg.SensorResult:
     from ecommerce_assets.settings import get_settings
 
+    if not get_settings().stream_configured:
+        return dg.SensorResult(skip_reason="the stream pipeline is off: set ECOMMERCE_STREAM_NAME to turn it on")
     cursor = json.loads(context.cursor) if context.cursor else {}
     batches, next_cursor = plan_batches(stream, cursor, get_settings().stream_batch_records)
     return dg.SensorResult(

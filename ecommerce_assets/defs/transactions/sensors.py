@@ -10,17 +10,7 @@ import datetime as dt
 import dagster as dg
 
 from ecommerce_assets.arrival import Arrivals, arrival_sensor
-from ecommerce_assets.defs.transactions.assets import (
-    LANDING,
-    START_DATE,
-    analytics_assets,
-    transactions,
-    transactions_raw,
-)
-from ecommerce_assets.settings import get_settings
-
-_settings = get_settings()
-_running = dg.DefaultSensorStatus.RUNNING if _settings.env == "local" else dg.DefaultSensorStatus.STOPPED
+from ecommerce_assets.defs.transactions.assets import LANDING, START_DATE, transactions, transactions_raw
 
 
 def transactions_request(batch: Arrivals) -> dg.RunRequest | None:
@@ -47,12 +37,4 @@ transactions_arrival_sensor = arrival_sensor(
         "New or changed JSON files in landing/transactions/date=YYYY-MM-DD/ -> one run per date of "
         "transactions_raw + transactions (lists only recent/new date prefixes, sweeps older ones in turn)."
     ),
-)
-
-transactions_automation_sensor = dg.AutomationConditionSensorDefinition(
-    name="transactions_automation_sensor",
-    target=dg.AssetSelection.assets(*analytics_assets),
-    default_status=_running,
-    minimum_interval_seconds=_settings.sensor_interval_seconds,
-    description="Refreshes the transactions analytics after new processed partitions.",
 )
