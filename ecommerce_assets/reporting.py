@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import tempfile
+from pathlib import Path
 from typing import Any
 
 from ecommerce_assets.settings import get_settings
@@ -23,13 +25,31 @@ def warehouse_tables(warehouse: Any) -> list[tuple[str, int]]:
     return out
 
 
+def _writable_dir(path: Path) -> str | None:
+    """None when ``path`` is (or can be made) a writable folder, else why not."""
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=path, prefix=".write-check-"):
+            pass
+    except OSError as exc:
+        return exc.strerror or type(exc).__name__
+    return None
+
+
 def startup_problems() -> list[str]:
-    """Settings without which nothing can run (aws mode with no lake), one line each; [] when none."""
+    """What stops every pipeline, one line each ([] when none): aws mode with no lake, a data dir or
+    DAGSTER_HOME that cannot be written."""
     from ecommerce_assets.resources import build_resources
     from ecommerce_assets.resources.unconfigured import unconfigured
 
-    missing = unconfigured(build_resources(get_settings()))
-    return [f"{key}: {missing[key]} (see `ecommerce-assets doctor`)" for key in ("lake",) if key in missing]
+    settings = get_settings()
+    problems = []
+    for name, path in (("ECOMMERCE_DATA_DIR", settings.data_dir), ("DAGSTER_HOME", settings.dagster_home_dir)):
+        why = _writable_dir(path)
+        if why:
+            problems.append(f"{name}: {path} cannot be written ({why}); point {name} at a writable folder")
+    missing = unconfigured(build_resources(settings))
+    return problems + [f"{key}: {missing[key]} (see `ecommerce-assets doctor`)" for key in ("lake",) if key in missing]
 
 
 def startup_warnings() -> list[str]:

@@ -177,12 +177,21 @@ def test_parse_retry_after() -> None:
 
 
 def test_resource_for_settings(monkeypatch: pytest.MonkeyPatch, data_dir) -> None:
+    """The catalog fetch is on only with a URL and a key; otherwise a placeholder names what to set."""
+    from ecommerce_assets.resources.unconfigured import MissingSettingError, UnconfiguredResource
+
     monkeypatch.delenv("ECOMMERCE_CATALOG_API_URL", raising=False)
     monkeypatch.delenv(KEY_ENV_VAR, raising=False)
     monkeypatch.setenv("ECOMMERCE_CATALOG_SIM_PORT", "9911")
-    local = catalog_api_resource(get_settings())
-    assert local.base_url == "http://127.0.0.1:9911"
+    off = catalog_api_resource(get_settings())
+    assert isinstance(off, UnconfiguredResource) and "ECOMMERCE_CATALOG_API_URL" in off.problem
+    assert "http://127.0.0.1:9911" in off.problem  # how to try it against `ecommerce-assets catalog-sim`
+    with pytest.raises(MissingSettingError, match="ECOMMERCE_CATALOG_API_URL"):
+        off.fetch_seller(SELLER)
     monkeypatch.setenv("ECOMMERCE_CATALOG_API_URL", "https://api.example.test")
+    no_key = catalog_api_resource(get_settings())
+    assert isinstance(no_key, UnconfiguredResource) and KEY_ENV_VAR in no_key.problem
+    monkeypatch.setenv(KEY_ENV_VAR, "k")
     real = catalog_api_resource(get_settings())
     assert real.base_url == "https://api.example.test"
     assert isinstance(real.api_key, dg.EnvVar) and real.api_key.env_var_name == KEY_ENV_VAR

@@ -18,7 +18,7 @@ RUN_LINE = re.compile(r"^(ok|FAILED) +\d+\.\d+s  \w+ ")
 def user_env(tmp_path: Path, **extra: str) -> dict[str, str]:
     """A clean environment: no ECOMMERCE_* or AWS_* of the test process, a fresh data dir and DAGSTER_HOME."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("ECOMMERCE_", "AWS_", "DAGSTER_", "VIRTUAL_ENV"))}
-    env.update(ECOMMERCE_DATA_DIR=str(tmp_path / "data"), DAGSTER_HOME=str(tmp_path / "dagster_home"), **extra)
+    env.update({"ECOMMERCE_DATA_DIR": str(tmp_path / "data"), "DAGSTER_HOME": str(tmp_path / "dagster_home"), **extra})
     return env
 
 
@@ -44,6 +44,19 @@ def test_run_on_a_fresh_data_dir_creates_the_landing_folders_and_says_where(tmp_
     assert len(skips) == 4  # retail, catalog, orders, transactions; the local stream is on but has nothing
     assert f"{landing}/online_retail/" in skips[0] and "ECOMMERCE_CATALOG_API_URL" in skips[1]
     assert "Traceback" not in done.stdout + done.stderr and "0 run(s)" in done.stdout
+
+
+def test_a_data_dir_that_cannot_be_written_is_one_clear_line_and_exit_2(tmp_path: Path) -> None:
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("a file where the data dir should be")
+    env = user_env(tmp_path, ECOMMERCE_DATA_DIR=str(blocker))
+    for command in ("run", "demo"):
+        done = subprocess.run([str(CLI), command], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+        assert done.returncode == 2, done.stdout + done.stderr
+        assert done.stderr.splitlines() == [
+            f"error: ECOMMERCE_DATA_DIR: {blocker} cannot be written (File exists); point ECOMMERCE_DATA_DIR at a "
+            "writable folder"
+        ] and "Traceback" not in done.stdout
 
 
 def test_console_script_works_without_the_venv_on_path(tmp_path: Path) -> None:

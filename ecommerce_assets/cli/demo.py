@@ -6,6 +6,7 @@ row counts, paths) and how to open the UI. Safe to run again: re-runs change not
 from __future__ import annotations
 
 import argparse
+import sys
 import time
 
 NAME = "demo"
@@ -19,7 +20,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def main(args: argparse.Namespace) -> int:
     from ecommerce_assets.demo import run_demo
+    from ecommerce_assets.reporting import startup_problems
 
+    problems = startup_problems()
+    if problems:
+        for line in problems:
+            print(f"error: {line}", file=sys.stderr)
+        return 2
     start = time.monotonic()
     ok = run_demo(echo=(lambda _msg: None) if args.quiet else print, verbose=args.verbose)
     print(f"\ndemo finished in {time.monotonic() - start:.1f}s: {'ok' if ok else 'FAILED'}")

@@ -23,7 +23,8 @@ import dagster as dg
 
 from ecommerce_assets.arrival import arrival_sensor
 from ecommerce_assets.metadata import table_metadata, warehouse_table_metadata
-from ecommerce_assets.resources.lake import Lake
+from ecommerce_assets.registration import rejected_prefix
+from ecommerce_assets.resources.lake import Lake, UnsafeObjectError
 from ecommerce_assets.resources.products_api import ProductsApi, ProductsPayloadError
 from ecommerce_assets.resources.warehouse import Warehouse
 from ecommerce_assets.transforms import orders as T
@@ -89,15 +90,40 @@ def _identity(key: str, version: str) -> str:
     return hashlib.sha256(f"{key}@{version}".encode()).hexdigest()[:12]
 
 
-def register_landed(lake: Lake, source: str, now: dt.datetime | None = None) -> list[str]:
+def landing_reason_key(source: str, landing_key: str) -> str:
+    """Where the reason of a landed entry refused at registration goes: ``quarantine/<source>/landing/<rest>.reason.json``
+    (the place every source uses, ``registration.rejected_prefix``)."""
+    landing = landing_prefix(source)
+    return f"{rejected_prefix(landing)}{landing_key[len(landing):]}.reason.json"
+
+
+def _refuse_landed(lake: Lake, source: str, key: str, rule: str, problem: str) -> dict[str, str]:
+    """Write the reason of a landed entry that was not registered (the entry itself was not read or copied)."""
+    reason_key = landing_reason_key(source, key)
+    reason = {"file": key, "rule": rule, "problem": problem, "copied": False}
+    lake.write_bytes(reason_key, json.dumps(reason, indent=2).encode())
+    return {"file": key, "rule": rule, "problem": problem, "reason_key": reason_key}
+
+
+def register_landed(
+    lake: Lake, source: str, now: dt.datetime | None = None, rejected: list[dict[str, str]] | None = None
+) -> list[str]:
     """Copy every landed object of ``source`` not registered yet to ``raw/<source>/``; return the new raw keys.
 
     Raw key: ``raw/<source>/<sub-folders of the landing key>/<arrival stamp>-<identity>-<name>``. The
     identity hashes the landing key and version (etag / mtime), so a file is registered once; the stamp
     (registration time, UTC, microseconds, increasing in landing-key order) gives the file order that
     "latest wins" uses and the ``_ingested_at`` that the incremental fact uses.
+
+    A landed entry that must not or cannot be read never stops the batch: a symbolic link or a special
+    file (FIFO, socket, device) is never opened, a file that cannot be read (permissions, an I/O error) is
+    skipped until it can be; each gets a reason (``landing_reason_key``), appended to ``rejected`` when
+    given, and the other files are registered. Nothing of a link's target is read, copied or logged.
     """
     landing, raw = landing_prefix(source), raw_prefix(source)
+    refused = rejected if rejected is not None else []
+    for bad in lake.list_rejected(landing):
+        refused.append(_refuse_landed(lake, source, bad.key, bad.rule, bad.problem))
     seen = {o.name.split("-", 2)[1] for o in lake.list_objects(raw) if o.name.count("-") >= 2}
     now = now or dt.datetime.now(dt.UTC)
     new: list[str] = []
@@ -110,7 +136,19 @@ def register_landed(lake: Lake, source: str, now: dt.datetime | None = None) -> 
         rel_dir = obj.key[len(landing) : len(obj.key) - len(obj.name)]
         stamp = (now + dt.timedelta(microseconds=len(new))).strftime(STAMP)
         raw_key = f"{raw}{rel_dir}{stamp}-{ident}-{obj.name}"
-        lake.copy(obj.key, raw_key)
+        try:
+            lake.copy(obj.key, raw_key)
+        except UnsafeObjectError as exc:  # swapped for a link or a FIFO since the listing: still never read
+            rule = "symlink" if "symbolic link" in str(exc) else "not_a_regular_file"
+            refused.append(_refuse_landed(lake, source, obj.key, rule, str(exc)))
+            continue
+        except OSError as exc:  # unreadable (permissions, an I/O error): this file waits, the batch goes on
+            problem = f"cannot be read: {exc.strerror or type(exc).__name__}; fix the file and land it again"
+            refused.append(_refuse_landed(lake, source, obj.key, "unreadable_file", problem))
+            continue
+        stale = landing_reason_key(source, obj.key)
+        if lake.exists(stale):  # refused before, readable now: its old reason goes
+            lake.delete_prefix(stale)
         seen.add(ident)
         new.append(raw_key)
     return new
@@ -133,17 +171,23 @@ def _register_asset(source: str) -> dg.AssetsDefinition:
         tags=source_tags(source),
         description=(
             f"Every file landed in `landing/{source}/` registered once, unchanged, in `raw/{source}/` "
-            "(name prefixed with its arrival stamp, which orders the batches)."
+            "(name prefixed with its arrival stamp, which orders the batches). A symbolic link or special file "
+            f"is never read and an unreadable file waits: each gets a reason in `quarantine/{source}/landing/`."
         ),
     )
     def _asset(context: dg.AssetExecutionContext, lake: Lake) -> dg.MaterializeResult:
-        new = register_landed(lake, source)
+        refused: list[dict[str, str]] = []
+        new = register_landed(lake, source, rejected=refused)
         for key in new:
             context.log.info(f"registered {key}")
+        for entry in refused:
+            context.log.warning(f"quarantined {entry['file']}: {entry['problem']} ({entry['rule']})")
         total = sum(1 for _ in lake.list_objects(raw_prefix(source)))
         return dg.MaterializeResult(
             metadata={
                 "newly_registered": dg.MetadataValue.json(new),
+                "quarantined_at_landing": len(refused),
+                "quarantined_at_landing_files": dg.MetadataValue.json(refused[:100]),
                 "files_registered_total": total,
                 "dagster/uri": dg.MetadataValue.path(lake.uri(raw_prefix(source))),
             }
@@ -197,18 +241,54 @@ def orders_raw_api_products(context: dg.AssetExecutionContext, lake: Lake, produ
 
 
 # --- cleaning ----------------------------------------------------------------------------------
+def _write_reason(lake: Lake, key: str, error: BadFileError, copied: bool) -> None:
+    reason = {"file": error.file, "row": None, "field": None, "rule": error.rule, "problem": error.problem,
+              "copied": copied}
+    lake.write_bytes(key + ".reason.json", json.dumps(reason, indent=2).encode())
+
+
 def _quarantine_file(lake: Lake, source: str, name: str, body: bytes, error: BadFileError) -> str:
+    """``body`` (a payload that never was a lake file) to ``quarantine/<source>/files/<name>``, with its reason."""
     key = quarantine_files_prefix(source) + name
     lake.write_bytes(key, body)
-    reason = {"file": error.file, "row": None, "field": None, "rule": error.rule, "problem": error.problem}
-    lake.write_bytes(key + ".reason.json", json.dumps(reason, indent=2).encode())
+    _write_reason(lake, key, error, copied=True)
     return key
+
+
+def _quarantine_raw_file(lake: Lake, source: str, error: BadFileError) -> str:
+    """A rejected raw file copied (never read into memory) to ``quarantine/<source>/files/``, with its reason;
+    a file that cannot be copied (unreadable, a link) gets its reason all the same."""
+    key = quarantine_files_prefix(source) + error.file.rsplit("/", 1)[-1]
+    try:
+        lake.copy(error.file, key)
+        copied = True
+    except OSError:
+        copied = False
+    _write_reason(lake, key, error, copied)
+    return key
+
+
+def _source_files(lake: Lake, source: str) -> tuple[list[T.SourceFile], list[BadFileError]]:
+    """The raw files of ``source`` to clean, in raw key order, and those that cannot be (a raw file that is
+    no longer a regular file, or one this asset did not register: no arrival stamp to order it by)."""
+    files: list[T.SourceFile] = []
+    unusable: list[BadFileError] = []
+    for o in lake.list_objects(raw_prefix(source)):
+        if o.name.startswith("."):
+            continue
+        try:
+            files.append(T.SourceFile(key=o.key, path=lake.open_local(o.key), ingested_at=ingested_at(o.key)))
+        except ValueError as exc:
+            unusable.append(BadFileError(o.key, f"{exc}; land the file in {landing_prefix(source)} instead",
+                                         "not_registered"))
+        except OSError as exc:
+            unusable.append(BadFileError(o.key, f"cannot be read: {exc.strerror or exc}", "unreadable_file"))
+    return files, unusable
 
 
 def clean_from_lake(lake: Lake, source: str, log: dg.DagsterLogManager | None = None) -> T.CleanResult:
     """Clean every raw file of ``source`` into ``cleaned_key(source)``; quarantine bad files and rows."""
-    raw_objects = [o for o in lake.list_objects(raw_prefix(source)) if not o.name.startswith(".")]
-    files = [T.SourceFile(key=o.key, path=lake.open_local(o.key), ingested_at=ingested_at(o.key)) for o in raw_objects]
+    files, unusable = _source_files(lake, source)
     con = lake.engine()
     try:
         with tempfile.TemporaryDirectory(prefix=f"orders-{source}-") as tmp:
@@ -218,9 +298,10 @@ def clean_from_lake(lake: Lake, source: str, log: dg.DagsterLogManager | None = 
             lake.write_bytes(quarantine_rows_key(source), quarantine.read_bytes())
     finally:
         con.close()
+    result.files_in += len(unusable)
+    result.rejected_files = [*unusable, *result.rejected_files]
     for err in result.rejected_files:
-        name = err.file.rsplit("/", 1)[-1]
-        _quarantine_file(lake, source, name, lake.read_bytes(err.file), err)
+        _quarantine_raw_file(lake, source, err)
         if log:
             log.error(f"quarantined file {err.file}: {err.problem} ({err.rule})")
     return result
