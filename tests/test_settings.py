@@ -10,7 +10,13 @@ from pathlib import Path
 
 import pytest
 
-from ecommerce_assets.settings import EXTERNAL_SETTINGS, SettingsError, declared_settings, get_settings, settings_markdown
+from ecommerce_assets.settings import (
+    EXTERNAL_SETTINGS,
+    SettingsError,
+    declared_settings,
+    get_settings,
+    settings_markdown,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 NAME = re.compile(r"\bECOMMERCE_[A-Z][A-Z0-9_]*[A-Z0-9]\b")
