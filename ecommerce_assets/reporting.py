@@ -82,8 +82,12 @@ def print_summary(report: Any, seconds: float) -> None:
         tables = []
     if tables:
         print(f"\nwarehouse ({resources['warehouse'].kind}): {resources['warehouse'].uri('')}")
+        by_schema: dict[str, list[str]] = {}
         for name, n in tables:
-            print(f"  {name:<45} {n:>10,} rows")
+            schema, _, table = name.partition(".")
+            by_schema.setdefault(schema, []).append(f"{table} {n:,}")
+        for schema, items in by_schema.items():  # one line per schema: table and rows
+            print(f"  {schema + ':':<12} {', '.join(items)}")
     try:
         print(f"\nlake: {resources['lake'].uri('')}")
     except Exception:  # an unconfigured lake has no address

@@ -132,6 +132,7 @@ RUN_SPECIFIC_COLUMNS = {
     "arrived_at", "sequence_number",
     "_ingested_at", "ingested_at", "_source_file", "source_file",
     "dbt_scd_id", "dbt_updated_at", "dbt_valid_from", "dbt_valid_to", "valid_from", "valid_to", "customer_version_id",
+    "recorded_at",  # dim_customers: when the customer version arrived (the ingestion clock)
 }
 
 

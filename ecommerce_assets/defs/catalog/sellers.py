@@ -12,6 +12,7 @@ from pathlib import Path
 import dagster as dg
 import yaml
 
+from ecommerce_assets.arrival import sensor_default_status
 from ecommerce_assets.settings import Settings, get_settings
 
 SELLERS_PARTITIONS = "sellers"
@@ -38,7 +39,10 @@ def validate_seller_id(seller_id: str) -> str:
 def load_sellers(settings: Settings | None = None) -> list[Seller]:
     """The configured sellers: ``ECOMMERCE_SELLERS`` when set, else the sellers file (YAML or JSON)."""
     settings = settings or get_settings()
-    path = settings.sellers_file or DEFAULT_SELLERS_FILE
+    # the packaged demo sellers only locally: a deployment fetches the sellers it names, and no others
+    path = settings.sellers_file or (DEFAULT_SELLERS_FILE if settings.env == "local" else None)
+    if path is None:
+        return [Seller(validate_seller_id(s)) for s in settings.sellers]
     from_file: dict[str, Seller] = {}
     if path.is_file():
         doc = yaml.safe_load(path.read_text(encoding="utf-8")) or {}  # JSON is YAML too
@@ -69,7 +73,7 @@ def seller_query(seller_id: str, settings: Settings | None = None) -> str | None
     name="catalog_sellers_sync",
     description="Adds every seller of the sellers config (or ECOMMERCE_SELLERS) as a `sellers` partition.",
     minimum_interval_seconds=60,
-    default_status=dg.DefaultSensorStatus.RUNNING,
+    default_status=sensor_default_status(),
     tags={"ecommerce/partitions": "true"},  # `run --fetch` applies it before fetching
 )
 def catalog_sellers_sync(context: dg.SensorEvaluationContext):
