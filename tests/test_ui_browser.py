@@ -5,17 +5,16 @@ installed by ``.ci/run``), driven by Playwright for Python, then does what a use
 
 1. opens the global asset lineage: the code location has loaded without error, and the groups of the five
    pipelines are drawn;
-2. selects ``online_retail/raw`` and ``online_retail/cleaned`` on the Online Retail lineage, opens the launchpad
-   from the Materialize menu, asks for the in-process executor and clicks Materialize; the run must succeed with
-   every check of ``online_retail/cleaned`` passed;
+2. selects ``online_retail/raw`` and ``online_retail/cleaned`` on the Online Retail lineage and clicks
+   Materialize; the run must succeed with every check of ``online_retail/cleaned`` passed;
 3. keeps screenshots in ``test-artifacts/`` (gitignored) and prints their paths and the run id.
 
 Then SIGTERM to ``ecommerce-assets ui`` must stop everything it started within 15 s.
 
 The arrival sensors run in local mode. So that the only run is the one clicked, the sample lands after the
 Online Retail sensor's first tick, and ``ECOMMERCE_SENSOR_INTERVAL_SECONDS`` puts the next tick an hour away.
-The launchpad asks for the in-process executor because the default multiprocess one starts a process per step
-(raw, cleaned and five checks), each loading the definitions: on a loaded 2-core machine that took 164 s.
+The code location's default executor runs a run in one process (a process per step, each loading the
+definitions, took 164 s on a loaded 2-core machine).
 Nothing is downloaded: the browser is the system's, and the UI's assets are served by the webserver.
 """
 
@@ -23,7 +22,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import shutil
 import signal
 import subprocess
@@ -58,7 +56,6 @@ RAW = ["online_retail", "raw"]
 CLEANED = ["online_retail", "cleaned"]
 CLEANED_CHECKS = {"no_null_invoiceno", "positive_quantity", "positive_unitprice", "counts_reconcile",
                   "unknown_customer_share"}
-IN_PROCESS = "execution: {config: {in_process: {}}}\n"
 STOP_SECONDS = 15.0
 
 WORKSPACE_QUERY = """{ workspaceOrError { __typename ... on PythonError { message }
@@ -213,7 +210,7 @@ def test_the_ui_materializes_online_retail_in_a_browser(ui: UiCommand, tmp_path:
             browser.land_the_sample_after_the_first_tick(tmp_path / "data" / "lake")
             progress("the sample has landed after the retail sensor's first tick")
             run_id = browser.materialize_raw_and_cleaned()
-            progress(f"run {run_id} launched from the launchpad")
+            progress(f"run {run_id} launched from the UI")
             browser.check_the_run(run_id)
             progress("the run succeeded with its checks passed")
             browser.page.goto(f"{ui.base}/runs/{run_id}")
@@ -331,30 +328,15 @@ class Browser:
         shutil.copy(RETAIL_SAMPLE, landing / RETAIL_SAMPLE.name)
 
     def materialize_raw_and_cleaned(self) -> str:
-        """Select raw and cleaned on the group's lineage, open the launchpad, Materialize; the new run's id."""
+        """Select raw and cleaned on the group's lineage and click Materialize; the new run's id."""
         page, expect = self.page, self.expect
         page.goto(f"{self.ui.base}/locations/{LOCATION}/asset-groups/online_retail")
         page.get_by_text("raw", exact=True).first.click()
         page.get_by_text("cleaned", exact=True).first.click(modifiers=["Shift"])
         materialize = page.get_by_role("button", name="Materialize selected (2)")
         expect(materialize).to_be_visible()
-        split_button = page.locator("div", has=materialize).last  # the innermost box holding both halves
-        split_button.get_by_role("button", name="arrow_drop_down").click()
-        page.get_by_role("menuitem", name="Open launchpad").click()
-
-        dialog = page.get_by_role("dialog").filter(has=page.get_by_text("Launchpad (configure assets)"))
-        expect(dialog).to_be_visible()
-        expect(dialog.get_by_text(f"{len(CLEANED_CHECKS)} separately executable checks")).to_be_visible()
-        editor = dialog.locator(".CodeMirror").first
-        editor.locator(".CodeMirror-line").first.click()
-        page.keyboard.press("Control+Home")
-        page.keyboard.insert_text(IN_PROCESS)
-        expect(editor).to_contain_text("in_process")
-        expect(dialog.get_by_text("No errors")).to_be_visible()
         runs_before = {r["runId"] for r in self.graphql(RUNS_QUERY)["runsOrError"]["results"]}
-        launch = dialog.get_by_role("button", name=re.compile(r"\bMaterialize$"))
-        expect(launch).to_be_enabled()
-        launch.click()
+        materialize.click()  # the code location runs in process by default: no launchpad config needed
 
         def new_run() -> dict[str, Any] | None:
             fresh = [r for r in self.graphql(RUNS_QUERY)["runsOrError"]["results"] if r["runId"] not in runs_before]

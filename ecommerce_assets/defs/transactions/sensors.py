@@ -19,12 +19,7 @@ def transactions_request(batch: Arrivals) -> dg.RunRequest | None:
     tomorrow = (dt.datetime.now(dt.UTC).date() + dt.timedelta(days=1)).isoformat()
     if date is None or not (START_DATE <= date <= tomorrow):
         return None
-    # two small steps: run them in one process (no per-step subprocess start-up)
-    return dg.RunRequest(
-        partition_key=date,
-        tags={"ecommerce/source": "transactions"},
-        run_config={"execution": {"config": {"in_process": {}}}},
-    )
+    return dg.RunRequest(partition_key=date, tags={"ecommerce/source": "transactions"})
 
 
 transactions_arrival_sensor = arrival_sensor(
