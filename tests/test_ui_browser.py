@@ -36,6 +36,7 @@ from typing import Any
 import pytest
 
 from tests.conftest import free_port
+from tests.daemon import descendants, running
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
 
@@ -84,22 +85,6 @@ def _proc_table() -> dict[int, tuple[int, str, int]]:
             fields = stat[stat.rfind(")") + 2:].split()  # after "pid (comm) "
             table[int(entry.name)] = (int(fields[1]), fields[0], int(fields[2]))
     return table
-
-
-def descendants(pid: int) -> set[int]:
-    """Every live process started (directly or not) by ``pid``."""
-    table = _proc_table()
-    found, frontier = set(), {pid}
-    while frontier:
-        frontier = {p for p, (ppid, _, _) in table.items() if ppid in frontier and p not in found}
-        found |= frontier
-    return {p for p in found if table[p][1] != "Z"}
-
-
-def running(pids: set[int]) -> set[int]:
-    """The pids of ``pids`` still running (a zombie waiting to be reaped has stopped)."""
-    table = _proc_table()
-    return {p for p in pids if p in table and table[p][1] != "Z"}
 
 
 class UiCommand:
