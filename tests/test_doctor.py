@@ -177,6 +177,7 @@ def test_aws_good_configuration_in_the_console_script_exits_0_and_prints_no_secr
     """The real console script in a subprocess, with every secret set to a recognisable value."""
     with CatalogSimulator(required_key=API_KEY) as catalog:
         env = {**os.environ, "ECOMMERCE_CATALOG_API_URL": catalog.url, "ECOMMERCE_CATALOG_API_KEY": API_KEY,
+               "ECOMMERCE_SELLERS": "A1PA6795UKMFR9",  # a deployment names its sellers (no demo sellers on AWS)
                "ECOMMERCE_INGEST_TOKENS": ",".join(TOKENS), "ECOMMERCE_INGEST_TOKEN": TOKENS[0],
                "PGPASSWORD": PG_PASSWORD}
         proc = subprocess.run([str(CONSOLE_SCRIPT), "doctor"], env=env, capture_output=True, text=True, timeout=300,
