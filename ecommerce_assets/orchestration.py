@@ -11,9 +11,12 @@
    more. Each run request is executed in process unless a successful run with the same sensor and run key
    exists (the daemon's included), so a batch is never processed twice. A sensor that raises (a missing
    stream, table or bucket; access denied) is reported as that sensor's failure and the rest go on.
-3. Every unpartitioned asset downstream of what was materialized is materialized once, in dependency order.
+3. Every unpartitioned asset downstream of what was materialized is materialized once, in dependency order,
+   and so is every unpartitioned asset older than one of its inputs (what a killed or failed run left behind).
    An input never materialized keeps its dependents waiting, unless it is tagged
-   ``ecommerce/optional_source`` (an optional source that downstream code does without).
+   ``ecommerce/optional_source`` (an optional source that downstream code does without). An input whose
+   blocking checks failed holds its dependents back (one ``held`` line); an input whose checks never ran on
+   its latest materialization (a run killed in between) is materialized again with its checks first.
 
 Runs are recorded in the Dagster instance (``DAGSTER_HOME``), so they show in the UI like the daemon's.
 The console gets one line per run; Dagster's event logs stay in the instance (``verbose`` prints them).
@@ -28,6 +31,7 @@ import io
 import json
 import logging
 import os
+import socket
 import sys
 import threading
 import time
@@ -39,6 +43,7 @@ from pathlib import Path
 import dagster as dg
 
 from ecommerce_assets.pipelines import BY_GROUP, BY_NAME, PIPELINES, Pipeline, landing_prefix, turn_on_hint
+from ecommerce_assets.resources.lake import pid_alive
 from ecommerce_assets.settings import get_settings
 
 CATCH_UP_TAG = "ecommerce/catch_up"  # sensors the catch-up evaluates
@@ -48,6 +53,8 @@ SENSOR_NAME_TAG = "dagster/sensor_name"  # what the daemon tags a sensor's runs 
 RUN_KEY_TAG = "dagster/run_key"
 SCHEDULE_NAME_TAG = "dagster/schedule_name"
 FETCH_RESOURCES = ("catalog_api", "products_api")  # a schedule whose assets use one of these calls an API
+PID_TAG = "ecommerce/pid"  # the process executing a catch-up run (in process), with its host
+HOST_TAG = "ecommerce/host"
 MAX_TICKS = 1000
 QUIET_LOGGERS = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}
 
@@ -254,6 +261,7 @@ class CatchUp:
         if job is None:
             raise ValueError(f"no single job can materialize {keys}")
         started = time.monotonic()
+        tags = {**(tags or {}), PID_TAG: str(os.getpid()), HOST_TAG: socket.gethostname()}
         with self.quiet(), _progress(f"{pipeline} {label}", enabled=not self.verbose):
             result = job.execute_in_process(
                 instance=self.instance,
@@ -277,7 +285,50 @@ class CatchUp:
                        None if result.success else _run_error(result))
         self.report.add(line, done)
         self.echo(line.render())
+        if not result.success:
+            self.alert(f"run failed: {result.dagster_run.job_name}",
+                       f"run {result.run_id} ({pipeline} {label}) failed: {line.error or ''}"[:700],
+                       result.dagster_run)
         return result.success
+
+    def alert(self, subject: str, message: str, run: dg.DagsterRun | None = None) -> None:
+        """An error alert through the ``notifier`` (the daemon's run-failure sensor never sees runs executed in
+        this process). A notifier that fails is said on the console; the catch-up goes on."""
+        notifier = self.resources.get("notifier")
+        if notifier is None:
+            return
+        details: dict[str, object] = {"trigger": "ecommerce-assets run"}
+        alerts_logger = logging.getLogger("ecommerce_assets.alerts")
+        quiet, alerts_logger.disabled = alerts_logger.disabled, not self.verbose  # the run's line already says it
+        try:
+            if run is not None:
+                from ecommerce_assets.defs.alerts.sensors import run_summary
+
+                details.update(run_summary(self.instance, run))
+            notifier.failure(subject=subject, message=message, details=details)  # type: ignore[attr-defined]
+        except Exception as exc:  # noqa: BLE001 - an alert that cannot go out must not stop the catch-up
+            self.echo(f"{'':<6} {'':>7}  {'':<12} alert not sent ({subject}): {_first_line(exc)}")
+        finally:
+            alerts_logger.disabled = quiet
+
+    def reap_killed_runs(self) -> None:
+        """Mark as failed the catch-up runs whose process died mid-run (SIGKILL, a crash, a reboot): they would
+        show as running forever. Their work is redone by this catch-up (a batch whose run did not succeed is
+        not done; an asset older than its inputs is stale). Each gets a failure alert."""
+        host = socket.gethostname()
+        runs = self.instance.get_runs(filters=dg.RunsFilter(
+            statuses=[dg.DagsterRunStatus.STARTED, dg.DagsterRunStatus.STARTING, dg.DagsterRunStatus.NOT_STARTED],
+            tags={HOST_TAG: host}))
+        for run in runs:
+            pid = run.tags.get(PID_TAG, "")
+            if not pid.isdigit() or pid_alive(int(pid)):
+                continue
+            message = (f"the process executing this run (pid {pid} on {host}) died before it ended "
+                       "(killed, or the machine stopped); the next catch-up redoes its work")
+            self.instance.report_run_failed(run, message)
+            self.note(f"{'failed':<6} {'':>7}  {'':<12} run {run.run_id[:8]} was left running by a killed process: "
+                      "marked failed, its work is redone")
+            self.alert(f"run killed: {run.job_name}", f"run {run.run_id}: {message}", run)
 
     # --- 0. which pipelines have anything to do
     def prepare_landing(self) -> None:
@@ -390,6 +441,7 @@ class CatchUp:
         reason = str(exc) if isinstance(exc, MissingSettingError) else _first_line(exc)
         self.report.failures.append(f"{name}: {reason}")
         self.echo(f"{'FAILED':<6} {'':>7}  {pipeline:<12} {name}: {reason}")
+        self.alert(f"{name} failed", f"{pipeline}: {name}: {reason}"[:700])
 
     def _already_done(self, sensor: str, run_key: str) -> bool:
         runs = self.instance.get_runs(
@@ -474,16 +526,76 @@ class CatchUp:
                       f"needs {missing.to_user_string()}, never materialized")
         return ready
 
+    def _catch_up_candidate(self, key: dg.AssetKey) -> bool:
+        node = self.graph.get(key)
+        return (not node.is_partitioned and node.is_materializable
+                and node.group_name in {p.group for p in self.selected})
+
+    def _gate(self, parent: dg.AssetKey, latest: dg.EventLogEntry) -> str:
+        """Whether the blocking checks of ``parent`` passed on its latest materialization: ``"passed"``,
+        ``"failed"`` or ``"unchecked"`` (a run killed between the materialization and its checks)."""
+        for check_key in self.graph.get(parent).check_keys:
+            if not self.graph.get_check_spec(check_key).blocking:
+                continue
+            record = self.instance.get_latest_asset_check_evaluation_record(check_key)
+            if record is None or record.run_id != latest.run_id:
+                return "unchecked"
+            status = getattr(record.status, "value", str(record.status))
+            if status == "FAILED":
+                return "failed"
+            if status != "SUCCEEDED":
+                return "unchecked"
+        return "passed"
+
+    def stale(self) -> tuple[set[dg.AssetKey], dict[dg.AssetKey, dg.AssetKey]]:
+        """The unpartitioned assets of the selected pipelines whose inputs were materialized after them (or
+        that were never materialized while their inputs were): what a killed or failed run left behind.
+
+        An input whose blocking checks failed holds its dependents back (one line says so); an input whose
+        checks never ran on its latest materialization is materialized again, checks and all. Returns the stale
+        assets and the held ones (asset -> the input that failed its check)."""
+        candidates = [k for k in self.graph.toposorted_asset_keys if self._catch_up_candidate(k)]
+        parents = {p for k in candidates for p in self.graph.get(k).parent_keys
+                   if self.graph.has(p) and self.graph.get(p).is_materializable}
+        latest = self.instance.get_latest_materialization_events(set(candidates) | parents)
+        stale: set[dg.AssetKey] = set()
+        held: dict[dg.AssetKey, dg.AssetKey] = {}
+        for key in candidates:
+            own = latest.get(key)
+            newer = [p for p in self.graph.get(key).parent_keys
+                     if p in parents and latest.get(p) is not None
+                     and (own is None or latest[p].timestamp > own.timestamp)]  # type: ignore[union-attr]
+            for parent in newer:
+                gate = self._gate(parent, latest[parent])  # type: ignore[arg-type]
+                if gate == "failed":
+                    held[key] = parent
+                    break
+                if gate == "unchecked" and self._catch_up_candidate(parent):
+                    stale.add(parent)
+            else:
+                if newer:
+                    stale.add(key)
+        return stale - set(held), held
+
     def downstream(self) -> None:
-        if not self.report.materialized:
+        stale, held = self.stale()
+        if not self.report.materialized and not stale and not held:
             return
-        downstream = dg.AssetSelection.assets(*self.report.materialized).downstream().resolve(self.graph)
-        selected = {p.group for p in self.selected}
+        downstream = dg.AssetSelection.assets(*self.report.materialized, *stale).downstream().resolve(self.graph)
         todo = [
             k for k in downstream
-            if k not in self.report.materialized and not self.graph.get(k).is_partitioned
-            and self.graph.get(k).is_materializable and (self.graph.get(k).group_name in selected)
+            if (k not in self.report.materialized or k in stale) and self._catch_up_candidate(k)
         ]
+        # a held asset runs only with the input that failed its check (whose checks then run first, in the same run)
+        for key, parent in held.items():
+            if key in todo and parent not in todo:
+                todo.remove(key)
+            if key not in todo:
+                pipeline = self.pipeline_of([key])
+                self.note(f"held   {'':>7}  {pipeline.name if pipeline else '':<12} {key.to_user_string()} waits: "
+                          f"{parent.to_user_string()} failed a blocking check")
+        if not todo:
+            return
         todo = self._ready(todo)
         by_pipeline: dict[str, list[dg.AssetKey]] = {}
         for key in todo:
@@ -493,6 +605,7 @@ class CatchUp:
             self.run(f"downstream ({len(keys)} asset(s))", name, keys, tags={"ecommerce/trigger": "catch-up"})
 
     def __call__(self, fetch: bool = False) -> CatchUpReport:
+        self.reap_killed_runs()
         self.prepare_landing()
         fetched = self.fetch() if fetch else set()
         active = self.active_pipelines(fetched)

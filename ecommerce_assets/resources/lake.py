@@ -14,6 +14,7 @@ import shutil
 import stat
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -40,6 +41,76 @@ def fit_name(name: str, limit: int = NAME_MAX) -> str:
     room = limit - len(digest.encode()) - len(tail.encode())
     head = raw[:room].decode(errors="ignore")
     return head + digest + tail
+
+
+def _renameat2() -> object | None:
+    """libc's ``renameat2`` (Linux 3.15+, glibc 2.28+), or None where there is none."""
+    import ctypes
+    import ctypes.util
+
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+        func = libc.renameat2
+    except (OSError, AttributeError):
+        return None
+    func.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint]
+    return func
+
+
+_AT_FDCWD = -100
+_RENAME_EXCHANGE = 2
+
+
+def publish_folder(staging: Path, target: Path) -> None:
+    """Put the folder ``staging`` in place of ``target`` in one step; the old content ends up in ``staging``.
+
+    With ``renameat2(RENAME_EXCHANGE)`` the two folders swap atomically: a reader sees the old folder or the
+    new one, never a mix and never nothing. Without it (not Linux, or a file system that refuses it) the old
+    folder is renamed aside first, leaving an instant with no folder: never a half-written one.
+    """
+    if not target.exists():
+        os.rename(staging, target)
+        return
+    rename = _renameat2()
+    if rename is not None and rename(_AT_FDCWD, os.fsencode(staging), _AT_FDCWD, os.fsencode(target),  # type: ignore[operator]
+                                     _RENAME_EXCHANGE) == 0:
+        return
+    aside = target.with_name(temp_name())
+    os.rename(target, aside)
+    os.rename(staging, target)
+    os.rename(aside, staging)
+
+
+def sweep_abandoned(folder: Path) -> int:
+    """Remove the in-flight writes in ``folder`` whose writer has died (a killed run's leftovers); return how many."""
+    removed = 0
+    try:
+        entries = list(os.scandir(folder))
+    except FileNotFoundError:
+        return 0
+    for entry in entries:
+        if not entry.name.startswith(TMP_PREFIX):
+            continue
+        pid = entry.name[len(TMP_PREFIX):].split("-", 1)[0]
+        if not pid.isdigit() or pid_alive(int(pid)):
+            continue
+        if entry.is_dir(follow_symlinks=False):
+            shutil.rmtree(entry.path, ignore_errors=True)
+        else:
+            Path(entry.path).unlink(missing_ok=True)
+        removed += 1
+    return removed
+
+
+def pid_alive(pid: int) -> bool:
+    """Whether a process ``pid`` exists on this machine."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def temp_name() -> str:
@@ -99,9 +170,25 @@ class Lake(dg.ConfigurableResource):
         """
         return self.uri(key)
 
+    @contextmanager
+    def writing(self, key: str) -> Iterator[str]:
+        """A URI to write ``key`` to (a file, or a folder when ``key`` ends in ``/``), published whole when the
+        block ends without an error; on an error or a crash the previous content stays as it was.
+
+        Readers never see a half-written file or folder: locally the output is written under an in-flight name
+        beside the target and renamed into place (a folder is swapped with ``renameat2(RENAME_EXCHANGE)``, so
+        readers see the old folder or the new one, never neither). On S3 one PUT is atomic per object; a folder
+        is written under an in-flight prefix, then copied over the target and the target's stale objects
+        deleted (a reader listing meanwhile can see old and new objects side by side).
+        """
+        raise NotImplementedError
+        yield ""  # pragma: no cover - the generator shape of the interface
+
     # --- listing ----------------------------------------------------------------------------
     def list_objects(self, prefix: str, start_after: str | None = None) -> Iterator[LakeObject]:
-        """Every object below ``prefix`` (recursive), in key order, after ``start_after`` if given."""
+        """Every object below ``prefix`` (recursive), in key order, after ``start_after`` if given.
+
+        In-flight writes (names starting with ``.tmp-``, files or folders) are never listed."""
         raise NotImplementedError
 
     def list_prefixes(self, prefix: str) -> list[str]:
@@ -182,6 +269,26 @@ class LocalLake(Lake):
         (path if key.endswith("/") else path.parent).mkdir(parents=True, exist_ok=True)
         return str(path)
 
+    @contextmanager
+    def writing(self, key: str) -> Iterator[str]:
+        target = self._path(key.rstrip("/"))
+        target.parent.mkdir(parents=True, exist_ok=True)
+        sweep_abandoned(target.parent)
+        staging = target.with_name(temp_name())
+        if key.endswith("/"):
+            staging.mkdir()
+        try:
+            yield str(staging)
+            if key.endswith("/"):
+                publish_folder(staging, target)
+            elif staging.exists():  # nothing written: the target stays as it was
+                os.replace(staging, target)
+        finally:
+            if staging.is_dir():
+                shutil.rmtree(staging, ignore_errors=True)
+            else:
+                staging.unlink(missing_ok=True)
+
     def _walk(self, prefix: str) -> Iterator[tuple[str, os.DirEntry]]:
         """Every entry below ``prefix`` that is not a folder, with its key; symlinked folders are not entered."""
         root = Path(self.base_dir)
@@ -195,9 +302,11 @@ class LocalLake(Lake):
             current = stack.pop()
             with os.scandir(current) as it:
                 for entry in it:
+                    if entry.name.startswith(TMP_PREFIX):
+                        continue  # an in-flight write (file or folder): not there yet
                     if entry.is_dir(follow_symlinks=False):
                         stack.append(Path(entry.path))
-                    elif not entry.name.startswith(TMP_PREFIX):
+                    else:
                         key = Path(entry.path).relative_to(root).as_posix()
                         if key.startswith(prefix):
                             yield key, entry

@@ -16,6 +16,7 @@ import hashlib
 import os
 import tempfile
 from collections.abc import Iterator
+from contextlib import contextmanager
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -27,7 +28,7 @@ from botocore.exceptions import ClientError
 from dagster_aws.s3 import S3Resource
 from pydantic import PrivateAttr
 
-from ecommerce_assets.resources.lake import Lake, LakeObject, fit_name, temp_name
+from ecommerce_assets.resources.lake import TMP_PREFIX, Lake, LakeObject, fit_name, temp_name
 
 DELETE_BATCH = 1000  # the most keys one DeleteObjects call accepts
 
@@ -140,8 +141,11 @@ class S3Lake(Lake):
             kwargs["StartAfter"] = self._full(start_after)
         for page in self.client.get_paginator("list_objects_v2").paginate(**kwargs):
             for obj in page.get("Contents", []):
+                key = self._relative(obj["Key"])
+                if "/" + TMP_PREFIX in "/" + key[len(prefix):]:
+                    continue  # below an in-flight write's prefix: not there yet
                 yield LakeObject(
-                    key=self._relative(obj["Key"]),
+                    key=key,
                     size=int(obj["Size"]),
                     version=str(obj.get("ETag", "")).strip('"'),
                     last_modified=obj["LastModified"].timestamp(),
@@ -164,6 +168,27 @@ class S3Lake(Lake):
         # one PutObject is atomic on S3: readers see the old object or the whole new one, never a part
         self.client.put_object(Bucket=self.bucket, Key=self._full(key), Body=data)
         return self.uri(key)
+
+    @contextmanager
+    def writing(self, key: str) -> Iterator[str]:
+        if not key.endswith("/"):
+            yield self.uri(key)  # one object: S3 shows the old object or the whole new one
+            return
+        parent, _, _name = key.rstrip("/").rpartition("/")
+        staging = f"{parent}/{temp_name()}/" if parent else f"{temp_name()}/"
+        try:
+            yield self.uri(staging)
+            written = {o.key[len(staging):] for o in self.list_objects(staging)}
+            for rel in sorted(written):
+                self.copy(staging + rel, key + rel)
+            stale = [o.key for o in self.list_objects(key) if o.key[len(key):] not in written]
+            for start in range(0, len(stale), DELETE_BATCH):
+                batch = stale[start : start + DELETE_BATCH]
+                self.client.delete_objects(
+                    Bucket=self.bucket, Delete={"Objects": [{"Key": self._full(k)} for k in batch], "Quiet": True}
+                )
+        finally:
+            self.delete_prefix(staging)
 
     def upload_file(self, path: Path, key: str) -> str:
         """Upload a local file (multipart for large files; the object appears whole when complete)."""

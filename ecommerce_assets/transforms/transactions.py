@@ -517,7 +517,8 @@ def transform_partition(
                 "reason VARCHAR, record VARCHAR)"
             )
             con.executemany("INSERT INTO q VALUES (?, ?, ?, ?, ?, ?)", records)
-            con.execute("COPY q TO ? (FORMAT parquet)", [lake.output_uri(key)])
+            with lake.writing(key) as uri:
+                con.execute("COPY q TO ? (FORMAT parquet)", [uri])
             result.quarantine_keys.append(key)
         for bad in result.bad_files:
             name = bad["file"].rsplit("/", 1)[-1]

@@ -99,3 +99,24 @@ def test_engine_writes_and_reads_s3_parquet_csv_json(s3_lake, tmp_path):
     assert con.execute("SELECT sum(len(tags)), max(id) FROM read_json(?)",
                        [s3_lake.uri("landing/x/a.json")]).fetchone() == (1, 2)
     con.close()
+
+
+def test_a_folder_write_is_staged_aside_then_replaces_the_folder(s3_lake, s3_client, aws_env):
+    old = ["processed/d/cleaned/part=0/old.parquet", "processed/d/cleaned/part=9/stale.parquet"]
+    for key in old:
+        s3_lake.write_bytes(key, b"old")
+    with s3_lake.writing("processed/d/cleaned/") as uri:
+        staging = s3_lake.key_of(uri)
+        assert staging.startswith("processed/d/.tmp-") and staging.endswith("/")
+        s3_lake.write_bytes(staging + "part=0/new.parquet", b"new")
+        assert [o.key for o in s3_lake.list_objects("processed/d/")] == old, "the in-flight prefix is listed"
+    assert [o.key for o in s3_lake.list_objects("processed/")] == ["processed/d/cleaned/part=0/new.parquet"]
+    bucket = aws_env["ECOMMERCE_S3_BUCKET"]
+    everything = s3_client.list_objects_v2(Bucket=bucket, Prefix="lake/processed/").get("Contents", [])
+    assert [o["Key"] for o in everything] == ["lake/processed/d/cleaned/part=0/new.parquet"], "staging left behind"
+
+    with pytest.raises(RuntimeError), s3_lake.writing("processed/d/cleaned/") as uri:
+        s3_lake.write_bytes(s3_lake.key_of(uri) + "part=1/half.parquet", b"half")
+        raise RuntimeError("the writer failed")
+    everything = s3_client.list_objects_v2(Bucket=bucket, Prefix="lake/processed/").get("Contents", [])
+    assert [o["Key"] for o in everything] == ["lake/processed/d/cleaned/part=0/new.parquet"]

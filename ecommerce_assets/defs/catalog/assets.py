@@ -169,9 +169,8 @@ def catalog_snapshot(context: dg.AssetExecutionContext, config: SnapshotConfig, 
     snap = seller_date_prefix(SNAPSHOTS, seller_id, date)
     con = lake.engine()
     try:
-        res = catalog_tf.build_snapshot(
-            con, results, lake.output_uri(snap + "products.csv"), lake.output_uri(snap + "products.parquet")
-        )
+        with lake.writing(snap + "products.csv") as csv_uri, lake.writing(snap + "products.parquet") as parquet_uri:
+            res = catalog_tf.build_snapshot(con, results, csv_uri, parquet_uri)
         preview = con.execute("SELECT * FROM read_parquet(?) LIMIT 10", [lake.uri(snap + "products.parquet")]).to_arrow_table()
     finally:
         con.close()
@@ -248,7 +247,8 @@ def _seller_table(context: dg.AssetExecutionContext, lake: Lake, warehouse: Ware
     try:
         params: list = [[lake.uri(k) for k in snaps]] + ([seller_id] if with_seller_param else [])
         con.execute(f"CREATE TEMP TABLE t AS {sql}", params)  # noqa: S608 - constant SQL
-        con.execute("COPY t TO ? (FORMAT parquet, COMPRESSION zstd)", [lake.output_uri(out)])
+        with lake.writing(out) as uri:
+            con.execute("COPY t TO ? (FORMAT parquet, COMPRESSION zstd)", [uri])
     finally:
         con.close()
     rows = warehouse.replace_rows(table, [lake.uri(out)], key_columns=["seller_id"])
@@ -337,11 +337,11 @@ def distributor_inventory(context: dg.AssetExecutionContext, lake: Lake, warehou
         result = catalog_tf.load_distributor_files(con, files)
         for err in result.rejected_files:
             quarantine_file(err.file, err.rule, err.problem)
-        catalog_tf.clean_distributor(
-            con, result, lake.output_uri(DISTRIBUTOR_PROCESSED),
-            lake.output_uri(DISTRIBUTOR_QUARANTINE + "rows/quarantined_rows.parquet"),
-        )
-        matching.prepare_inventory(con, lake.uri(DISTRIBUTOR_PROCESSED), lake.output_uri(DISTRIBUTOR_MATCHING))
+        with lake.writing(DISTRIBUTOR_PROCESSED) as processed_uri, \
+                lake.writing(DISTRIBUTOR_QUARANTINE + "rows/quarantined_rows.parquet") as quarantine_uri:
+            catalog_tf.clean_distributor(con, result, processed_uri, quarantine_uri)
+        with lake.writing(DISTRIBUTOR_MATCHING) as matching_uri:
+            matching.prepare_inventory(con, lake.uri(DISTRIBUTOR_PROCESSED), matching_uri)
     finally:
         con.close()
     if not result.reconciles:
@@ -387,10 +387,10 @@ def distributor_availability_matches(
     inventory = matching.PreparedInventory(lake.uri(DISTRIBUTOR_MATCHING)) if prepared else lake.uri(DISTRIBUTOR_PROCESSED)
     con = lake.engine()
     try:
-        res = matching.match(
-            con, [lake.uri(k) for k in sellers], inventory,
-            lake.output_uri(MATCHES + "matches.parquet"), lake.output_uri(MATCHES + "unmatched.parquet"), fee_rate=fee,
-        )
+        with lake.writing(MATCHES + "matches.parquet") as matches_uri, \
+                lake.writing(MATCHES + "unmatched.parquet") as unmatched_uri:
+            res = matching.match(con, [lake.uri(k) for k in sellers], inventory, matches_uri, unmatched_uri,
+                                 fee_rate=fee)
         per_seller = con.execute(
             "SELECT seller_id, match_method, count(*) FROM read_parquet(?) GROUP BY ALL ORDER BY ALL",
             [lake.uri(MATCHES + "matches.parquet")],

@@ -86,8 +86,9 @@ def online_retail_cleaned(context: dg.AssetExecutionContext, lake: Lake) -> dg.M
             metadata={"quarantined_files": dg.MetadataValue.json(bad)},
         )
 
-    lake.delete_prefix(CLEANED)
-    result = retail.clean(con, lake.output_uri(CLEANED), lake.output_uri(QUARANTINE_ROWS))
+    # written aside and published whole: a reader (or a crash) never sees a half-written zone
+    with lake.writing(CLEANED) as cleaned_uri, lake.writing(QUARANTINE_ROWS) as quarantine_uri:
+        result = retail.clean(con, cleaned_uri, quarantine_uri)
     manifest = {
         "rows_in": result.rows_in,
         "rows_out": result.rows_out,
@@ -130,8 +131,9 @@ def _star_asset(table: str, description: str) -> dg.AssetsDefinition:
     )
     def _asset(context: dg.AssetExecutionContext, lake: Lake, warehouse: Warehouse) -> dg.MaterializeResult:
         con = lake.engine()
-        out = lake.output_uri(f"{GOLD}{table}.parquet")
-        n = retail.build_star_table(con, table, cleaned_glob(lake), out)
+        out = lake.uri(f"{GOLD}{table}.parquet")
+        with lake.writing(f"{GOLD}{table}.parquet") as staged:
+            n = retail.build_star_table(con, table, cleaned_glob(lake), staged)
         loaded = warehouse.replace_table(f"gold.{table}", [out])
         if loaded != n:
             raise dg.Failure(description=f"gold.{table}: wrote {n} rows to {out} but the warehouse holds {loaded}")

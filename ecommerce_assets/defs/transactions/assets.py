@@ -162,7 +162,8 @@ def _analytics_asset(name: str, description: str) -> dg.AssetsDefinition:
         key = f"{ANALYTICS_PREFIX}{name}.parquet"
         con = lake.engine()
         try:
-            rows = tx.build_analytics(con, tx.processed_glob(lake), name, lake.output_uri(key))
+            with lake.writing(key) as uri:
+                rows = tx.build_analytics(con, tx.processed_glob(lake), name, uri)
         finally:
             con.close()
         warehouse.replace_table(table, [lake.uri(key)])
