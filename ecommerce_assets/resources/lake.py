@@ -163,6 +163,10 @@ class Lake(dg.ConfigurableResource):
         """A URI for ``key`` that DuckDB and the user can open (a path or ``s3://...``)."""
         raise NotImplementedError
 
+    def key_of(self, uri: str) -> str:
+        """The lake key of a URI of this lake (the inverse of ``uri``)."""
+        raise NotImplementedError
+
     def output_uri(self, key: str) -> str:
         """Like ``uri``, for DuckDB to write to (a ``COPY ... TO``): missing local folders are created.
 
@@ -263,6 +267,10 @@ class LocalLake(Lake):
         """The file's path; a folder key (ending in ``/``) keeps its ``/``, as on S3."""
         path = str(self._path(key))
         return path + "/" if key.endswith("/") and not path.endswith("/") else path
+
+    def key_of(self, uri: str) -> str:
+        """The lake key of a path inside this lake (the inverse of ``uri``)."""
+        return Path(uri).resolve().relative_to(Path(self.base_dir).resolve()).as_posix()
 
     def output_uri(self, key: str) -> str:
         path = self._path(key)

@@ -91,8 +91,11 @@ def catalog_raw_pages(
     except CatalogApiError as exc:
         raise dg.Failure(description=str(exc)) from exc
     prefix = seller_date_prefix(RAW, seller_id, date)
-    lake.delete_prefix(prefix)  # a re-run of the date replaces its pages (never mixes two fetches)
-    keys = [lake.write_bytes(f"{prefix}page={p.page}.json", p.body) for p in pages]
+    with lake.writing(prefix) as staged:  # a re-run of the date replaces its pages whole (never mixes two fetches)
+        staged_prefix = lake.key_of(staged).rstrip("/") + "/"
+        for p in pages:
+            lake.write_bytes(f"{staged_prefix}page={p.page}.json", p.body)
+    keys = [lake.uri(f"{prefix}page={p.page}.json") for p in pages]
     totals = [p.total_products for p in pages if p.total_products is not None]
     total = max(totals) if totals else None
     with_products = sum(1 for p in pages if p.products)
