@@ -152,6 +152,19 @@ def test_bad_key_fails_once_naming_the_setting(data_dir: Path) -> None:
     assert KEY_ENV_VAR in message and "wrong-key-123" not in message
 
 
+def test_a_server_error_is_retried_by_the_client_only(data_dir: Path) -> None:
+    """An API answering 500 fails the step after the client's own retries: no RetryPolicy re-run on top of them
+    (one retry layer), so a run fails in seconds, not minutes."""
+    seller = SELLERS[0]
+    with CatalogSimulator(port=0, server_error_first=1000) as sim:
+        resources = resources_for(sim.url, max_retries=3)
+        result = fetch(resources, instance_with([seller]), seller, "2024-05-01",
+                       assets=[ca.catalog_raw_pages], raise_on_error=False)
+        assert [r.status for r in sim.requests] == [500] * 4  # 1 attempt + 3 client retries, then the step stops
+    assert not result.success
+    assert not [e for e in result.all_events if e.event_type_value == "STEP_UP_FOR_RETRY"]
+
+
 def test_distributor_bad_file_and_rows_are_quarantined(data_dir: Path) -> None:
     resources = build_resources()
     lake, wh = resources["lake"], resources["warehouse"]

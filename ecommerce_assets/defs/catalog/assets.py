@@ -89,7 +89,9 @@ def catalog_raw_pages(
     except CatalogAuthError as exc:
         raise dg.Failure(description=str(exc), allow_retries=False) from exc
     except CatalogApiError as exc:
-        raise dg.Failure(description=str(exc)) from exc
+        # the client has already retried with backoff (honouring Retry-After): one retry layer for HTTP, so the
+        # step's RetryPolicy (for anything else: the lake, a dropped connection mid-body) does not repeat them
+        raise dg.Failure(description=str(exc), allow_retries=False) from exc
     prefix = seller_date_prefix(RAW, seller_id, date)
     with lake.writing(prefix) as staged:  # a re-run of the date replaces its pages whole (never mixes two fetches)
         staged_prefix = lake.key_of(staged).rstrip("/") + "/"
