@@ -56,6 +56,9 @@ FETCH_RESOURCES = ("catalog_api", "products_api")  # a schedule whose assets use
 PID_TAG = "ecommerce/pid"  # the process executing a catch-up run (in process), with its host
 HOST_TAG = "ecommerce/host"
 MAX_TICKS = 1000
+IN_FLIGHT = (dg.DagsterRunStatus.NOT_STARTED, dg.DagsterRunStatus.QUEUED, dg.DagsterRunStatus.STARTING,
+             dg.DagsterRunStatus.STARTED)
+IN_FLIGHT_WAIT_SECONDS = 300.0  # how long a catch-up waits for another process's run of the same batch
 QUIET_LOGGERS = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}
 
 
@@ -122,6 +125,21 @@ def exclusive(path: Path) -> Iterator[None]:
             yield
         finally:
             fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def load_cursors(path: Path) -> dict[str, str]:
+    """The catch-up's sensor cursors (sensor name -> cursor)."""
+    return json.loads(path.read_text()) if path.exists() else {}
+
+
+def save_cursor(path: Path, sensor: str, cursor: str) -> None:
+    """Set one sensor's cursor, re-reading the file under its lock: two catch-ups working on other sensors never
+    write back each other's older cursors."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with exclusive(path.with_suffix(".lock")):
+        cursors = load_cursors(path)
+        cursors[sensor] = cursor
+        _write_atomically(path, json.dumps(cursors, indent=1, sort_keys=True))
 
 
 def _write_atomically(path: Path, text: str) -> None:
@@ -262,15 +280,22 @@ class CatchUp:
             raise ValueError(f"no single job can materialize {keys}")
         started = time.monotonic()
         tags = {**(tags or {}), PID_TAG: str(os.getpid()), HOST_TAG: socket.gethostname()}
-        with self.quiet(), _progress(f"{pipeline} {label}", enabled=not self.verbose):
-            result = job.execute_in_process(
-                instance=self.instance,
-                asset_selection=keys,
-                partition_key=partition_key,
-                tags=tags,
-                run_config=self._run_config(run_config),
-                raise_on_error=False,
-            )
+        try:
+            with self.quiet(), _progress(f"{pipeline} {label}", enabled=not self.verbose):
+                result = job.execute_in_process(
+                    instance=self.instance,
+                    asset_selection=keys,
+                    partition_key=partition_key,
+                    tags=tags,
+                    run_config=self._run_config(run_config),
+                    raise_on_error=False,
+                )
+        except Exception as exc:  # a run that could not start (invalid config, a definitions error): its line
+            line = RunLine(label, pipeline, False, time.monotonic() - started, {}, _first_line(exc))
+            self.report.add(line, set())
+            self.echo(line.render())
+            self.alert(f"run could not start: {pipeline} {label}", f"{label}: {_first_line(exc)}"[:700])
+            return False
         rows: dict[str, int | None] = {}
         done: set[dg.AssetKey] = set()
         for event in result.get_asset_materialization_events():
@@ -443,13 +468,19 @@ class CatchUp:
         self.echo(f"{'FAILED':<6} {'':>7}  {pipeline:<12} {name}: {reason}")
         self.alert(f"{name} failed", f"{pipeline}: {name}: {reason}"[:700])
 
-    def _already_done(self, sensor: str, run_key: str) -> bool:
-        runs = self.instance.get_runs(
-            filters=dg.RunsFilter(tags={SENSOR_NAME_TAG: sensor, RUN_KEY_TAG: run_key},
-                                  statuses=[dg.DagsterRunStatus.SUCCESS]),
-            limit=1,
-        )
-        return bool(runs)
+    def _already_done(self, sensor: str, run_key: str) -> bool | None:
+        """Whether a batch (sensor + run key) is done: True when a run of it succeeded; None when another process
+        (the daemon) still has it in flight after ``IN_FLIGHT_WAIT_SECONDS``; False when it must be executed."""
+        deadline = time.monotonic() + IN_FLIGHT_WAIT_SECONDS
+        while True:
+            runs = self.instance.get_runs(filters=dg.RunsFilter(tags={SENSOR_NAME_TAG: sensor, RUN_KEY_TAG: run_key}))
+            if any(r.status == dg.DagsterRunStatus.SUCCESS for r in runs):
+                return True
+            if not any(r.status in IN_FLIGHT for r in runs):
+                return False
+            if time.monotonic() > deadline:
+                return None
+            time.sleep(1.0)
 
     def _execute_request(self, sensor: dg.SensorDefinition, pipeline: str, req: dg.RunRequest) -> bool:
         tags = {**req.tags, SENSOR_NAME_TAG: sensor.name, **({RUN_KEY_TAG: req.run_key} if req.run_key else {})}
@@ -471,8 +502,7 @@ class CatchUp:
             if pipeline is None or pipeline.name not in names:
                 continue
             with exclusive(self.settings.state_dir / f"catch_up.{sensor.name}.lock"):
-                cursors: dict[str, str] = json.loads(cursors_path.read_text()) if cursors_path.exists() else {}
-                self._sensor_ticks(sensor, pipeline, cursors, cursors_path)
+                self._sensor_ticks(sensor, pipeline, load_cursors(cursors_path), cursors_path)
 
     def _sensor_ticks(self, sensor: dg.SensorDefinition, pipeline: Pipeline, cursors: dict[str, str],
                       cursors_path: Path) -> None:
@@ -485,7 +515,13 @@ class CatchUp:
                 break
             failed = False
             for req in requests:
-                if req.run_key and self._already_done(sensor.name, req.run_key):
+                done = self._already_done(sensor.name, req.run_key) if req.run_key else False
+                if done is None:  # another process is still on it: left to it, looked at again next time
+                    self.note(f"busy   {'':>7}  {pipeline.name:<12} {sensor.name}: batch {req.run_key} is still being "
+                              "processed by another run; left to it")
+                    failed = True
+                    continue
+                if done:
                     self.report.skipped_run_keys += 1
                     continue
                 failed = not self._execute_request(sensor, pipeline.name, req) or failed
@@ -493,8 +529,7 @@ class CatchUp:
                 break  # keep the cursor before the failed batch, so the next catch-up retries it
             if cursor is not None:
                 cursors[sensor.name] = cursor
-                cursors_path.parent.mkdir(parents=True, exist_ok=True)
-                _write_atomically(cursors_path, json.dumps(cursors, indent=1, sort_keys=True))
+                save_cursor(cursors_path, sensor.name, cursor)
             if not requests:
                 break
 
@@ -527,9 +562,13 @@ class CatchUp:
         return ready
 
     def _catch_up_candidate(self, key: dg.AssetKey) -> bool:
+        """Unpartitioned, materializable, of a selected pipeline, and runnable without per-run config (an asset
+        that needs its batch's config, like the stream's, is redone by re-running its batch)."""
         node = self.graph.get(key)
-        return (not node.is_partitioned and node.is_materializable
-                and node.group_name in {p.group for p in self.selected})
+        if node.is_partitioned or not node.is_materializable or node.group_name not in {p.group for p in self.selected}:
+            return False
+        field_ = node.assets_def.node_def.config_field if node.assets_def.node_def is not None else None
+        return field_ is None or not field_.is_required
 
     def _gate(self, parent: dg.AssetKey, latest: dg.EventLogEntry) -> str:
         """Whether the blocking checks of ``parent`` passed on its latest materialization: ``"passed"``,
@@ -558,12 +597,17 @@ class CatchUp:
         parents = {p for k in candidates for p in self.graph.get(k).parent_keys
                    if self.graph.has(p) and self.graph.get(p).is_materializable}
         latest = self.instance.get_latest_materialization_events(set(candidates) | parents)
+        runs = {e.run_id for e in latest.values() if e is not None and e.run_id}
+        in_flight = {r.run_id for r in self.instance.get_runs(filters=dg.RunsFilter(run_ids=list(runs)))
+                     if r.status in IN_FLIGHT} if runs else set()
+        # what a run in flight (the daemon's, another catch-up's) materialized is still that run's business
+        busy = {k for k, e in latest.items() if e is not None and e.run_id in in_flight}
         stale: set[dg.AssetKey] = set()
         held: dict[dg.AssetKey, dg.AssetKey] = {}
         for key in candidates:
             own = latest.get(key)
             newer = [p for p in self.graph.get(key).parent_keys
-                     if p in parents and latest.get(p) is not None
+                     if p in parents and p not in busy and key not in busy and latest.get(p) is not None
                      and (own is None or latest[p].timestamp > own.timestamp)]  # type: ignore[union-attr]
             for parent in newer:
                 gate = self._gate(parent, latest[parent])  # type: ignore[arg-type]

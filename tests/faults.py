@@ -47,12 +47,21 @@ class FaultNotInjected(AssertionError):
     """The command finished (or the time ran out) before the state where the fault was to be injected."""
 
 
-def command(*args: str, writer_lock: bool | None = None) -> list[str]:
-    """``ecommerce-assets <args>`` (the installed console script), or the same CLI without writer lock."""
+def command(*args: str, writer_lock: bool | None = None, slow_warehouse: float = 0.0,
+            warehouse_gate: Path | None = None) -> list[str]:
+    """``ecommerce-assets <args>`` (the installed console script), or the same CLI with faults injected in that
+    child only: without writer lock (``writer_lock=False``); a slow warehouse writer (``slow_warehouse``
+    seconds more per load; no warehouse connection before ``warehouse_gate`` exists, and loads held while it
+    does: ``_slow_warehouse``)."""
     lock = WRITER_LOCK if writer_lock is None else writer_lock
-    if lock:
+    if lock and not slow_warehouse and warehouse_gate is None:
         return [str(CONSOLE_SCRIPT), *args]
-    return [sys.executable, "-m", "tests.faults", "--no-writer-lock", *args]
+    options = [] if lock else ["--no-writer-lock"]
+    if slow_warehouse or warehouse_gate is not None:
+        options += ["--slow-warehouse", str(slow_warehouse)]
+    if warehouse_gate is not None:
+        options += ["--warehouse-gate", str(warehouse_gate)]
+    return [sys.executable, "-m", "tests.faults", *options, *args]
 
 
 def cli_env(data_dir: Path, **settings: str) -> dict[str, str]:
@@ -145,13 +154,18 @@ def tail(log: Path, lines: int = 30) -> str:
 
 def files_below(folder: Path, suffix: str = "") -> list[Path]:
     """Every regular file below ``folder`` whose name ends with ``suffix`` (none when it does not exist)."""
-    if not folder.is_dir():
-        return []
-    return sorted(p for p in folder.rglob(f"*{suffix}") if p.is_file() and not p.is_symlink())
+    found = []
+    for root, _dirs, names in os.walk(folder):  # a folder removed meanwhile (a writer's staging) is skipped
+        for name in names:
+            path = Path(root) / name
+            if name.endswith(suffix) and path.is_file() and not path.is_symlink():
+                found.append(path)
+    return sorted(found)
 
 
 def is_temporary(path: Path) -> bool:
-    return path.name.startswith(TMP_MARKERS)
+    """An in-flight name (file, or any folder above it) or one of DuckDB's own temporary COPY files."""
+    return path.name.startswith(TMP_MARKERS) or any(part.startswith(".tmp-") for part in path.parts)
 
 
 # --- what a reader sees -------------------------------------------------------------------------------
@@ -160,7 +174,8 @@ def unreadable_files(lake_dir: Path) -> list[str]:
     reason (DuckDB's own ``tmp_`` names included: a ``*.parquet`` glob would see them)."""
     bad = []
     for path in files_below(lake_dir):
-        if path.relative_to(lake_dir).parts[0] in ("landing", "raw", "intermediate") or path.name.startswith(".tmp-"):
+        rel = path.relative_to(lake_dir)
+        if rel.parts[0] in ("landing", "raw", "intermediate") or any(p.startswith(".tmp-") for p in rel.parts):
             continue  # the users' bytes as they arrived (inbox and raw copies, e.g. JSON lines named .json); the
             # product's scratch zone and in-flight names, which no reader lists
         name = path.name
@@ -201,8 +216,8 @@ def lake_units(lake_dir: Path) -> dict[str, int]:
     units: dict[str, int] = {}
     for zone in ("processed", "quarantine", "archive"):
         for path in files_below(lake_dir / zone):
-            if path.name.startswith(".tmp-"):
-                continue  # an in-flight name: never listed by the lake, never matched by a *.parquet glob
+            if any(p.startswith(".tmp-") for p in path.relative_to(lake_dir).parts):
+                continue  # an in-flight name (or below one): never listed by the lake, never matched by a glob
             rel = path.relative_to(lake_dir).as_posix()
             if path.name.endswith(".parquet"):
                 try:
@@ -377,9 +392,69 @@ def _put_stream(sample: Path, batch: int) -> int:
     return 0 if summary.failed == 0 else 1
 
 
+SLOW_WAREHOUSE_MARK = "faults: slow warehouse"
+
+
+def _slow_warehouse(seconds: float, gate: Path | None) -> None:
+    """Fault: this process is a slow warehouse writer. Each load (``replace_table``, ``replace_rows``) keeps its
+    connection to the DuckDB file (and the writers' lock, when it is on) ``seconds`` longer once its rows are
+    in, as a big load would. With ``gate``, the test chooses when the writer loads and for how long at least:
+    no warehouse connection opens before that file appears, and from then on a load also keeps its connection
+    as long as the file exists. On stderr (``faults: slow warehouse <pid> ...``): ``waits at the gate`` when the
+    first connection finds it closed, ``holds <table> from <epoch>`` as a hold starts, ``released <table>
+    after <s> s`` as it ends."""
+    import threading
+    from collections.abc import Iterator
+    from contextlib import contextmanager
+    from typing import Any
+
+    from ecommerce_assets.resources.warehouse import DuckDBWarehouse
+
+    loading = threading.local()  # the table a load of this thread is writing
+    opened = threading.Event()  # the gate appeared once: connections no longer wait for it
+    connect = DuckDBWarehouse.connect
+
+    def say(what: str) -> None:
+        print(f"{SLOW_WAREHOUSE_MARK} {os.getpid()} {what}", file=sys.stderr, flush=True)
+
+    @contextmanager
+    def slow_connect(self: DuckDBWarehouse) -> Iterator[Any]:
+        if gate is not None and not opened.is_set():
+            if not gate.exists():
+                say("waits at the gate")
+            while not gate.exists():
+                time.sleep(0.005)
+            opened.set()
+        with connect(self) as con:
+            yield con
+            table = getattr(loading, "table", None)
+            if table:
+                began = time.time()
+                say(f"holds {table} from {began:.3f}")
+                time.sleep(seconds)
+                while gate is not None and gate.exists():
+                    time.sleep(0.005)
+                say(f"released {table} after {time.time() - began:.1f} s")
+
+    def slow_load(load: Callable[..., int]) -> Callable[..., int]:
+        def wrapper(self: DuckDBWarehouse, table: str, *args: Any, **kwargs: Any) -> int:
+            loading.table = table
+            try:
+                return load(self, table, *args, **kwargs)
+            finally:
+                loading.table = None
+
+        return wrapper
+
+    DuckDBWarehouse.connect = slow_connect  # type: ignore[method-assign]
+    DuckDBWarehouse.replace_table = slow_load(DuckDBWarehouse.replace_table)  # type: ignore[method-assign]
+    DuckDBWarehouse.replace_rows = slow_load(DuckDBWarehouse.replace_rows)  # type: ignore[method-assign]
+
+
 def _main(argv: list[str]) -> int:
-    """``python -m tests.faults --no-writer-lock <ecommerce-assets args>``: the CLI without writer lock;
-    ``--put-stream FILE BATCH``: ``put_stream_records`` in this process."""
+    """``python -m tests.faults [--no-writer-lock] [--slow-warehouse SECONDS [--warehouse-gate PATH]] <args>``:
+    ``ecommerce-assets <args>`` without writer lock (``warehouse.SERIALIZE_WRITERS = False``) and/or as a slow
+    warehouse writer (``_slow_warehouse``); ``--put-stream FILE BATCH``: ``put_stream_records`` in this process."""
     if argv[:1] == ["--put-stream"]:
         return _put_stream(Path(argv[1]), int(argv[2]))
     if argv[:1] == ["--no-writer-lock"]:
@@ -387,6 +462,12 @@ def _main(argv: list[str]) -> int:
 
         warehouse.SERIALIZE_WRITERS = False
         argv = argv[1:]
+    if argv[:1] == ["--slow-warehouse"]:
+        seconds, argv = float(argv[1]), argv[2:]
+        gate = None
+        if argv[:1] == ["--warehouse-gate"]:
+            gate, argv = Path(argv[1]), argv[2:]
+        _slow_warehouse(seconds, gate)
     from ecommerce_assets.cli import main
 
     return main(argv)

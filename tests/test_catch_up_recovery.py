@@ -113,3 +113,34 @@ def test_a_run_left_started_by_a_killed_process_is_marked_failed(landed: Path) -
         assert sum("left running by a killed process" in line for line in echoed) == 1
         killed = [a for a in _alerts(landed) if a["subject"].startswith("run killed")]
         assert len(killed) == 1 and run.run_id in killed[0]["message"]
+
+
+def test_catch_ups_on_other_sensors_keep_each_others_cursors(tmp_path: Path) -> None:
+    from ecommerce_assets.orchestration import load_cursors, save_cursor
+
+    path = tmp_path / "catch_up_cursors.json"
+    save_cursor(path, "stream_sensor", "10")
+    first, second = load_cursors(path), load_cursors(path)  # two catch-ups read the file at the same time
+    save_cursor(path, "transactions_arrival_sensor", "a")
+    save_cursor(path, "stream_sensor", "20")
+    assert first == second == {"stream_sensor": "10"}
+    assert load_cursors(path) == {"stream_sensor": "20", "transactions_arrival_sensor": "a"}
+
+
+def test_a_batch_another_process_has_in_flight_is_waited_for_not_run_twice(
+    landed: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import ecommerce_assets.orchestration as orchestration
+    from ecommerce_assets.orchestration import RUN_KEY_TAG, SENSOR_NAME_TAG, CatchUp
+
+    monkeypatch.setattr(orchestration, "IN_FLIGHT_WAIT_SECONDS", 2.0)
+    defs = load_definitions()
+    with dg.instance_for_test() as instance:
+        tags = {SENSOR_NAME_TAG: "online_retail_arrival_sensor", RUN_KEY_TAG: "batch-1"}
+        queued = instance.add_run(dg.DagsterRun(job_name="__ASSET_JOB", status=dg.DagsterRunStatus.STARTING, tags=tags))
+        catch = CatchUp(defs, instance, echo=lambda _m: None)
+        assert catch._already_done("online_retail_arrival_sensor", "batch-1") is None  # still starting after the wait
+        instance.report_run_failed(queued, "the daemon's run failed")
+        assert catch._already_done("online_retail_arrival_sensor", "batch-1") is False  # failed: run it here
+        instance.add_run(dg.DagsterRun(job_name="__ASSET_JOB", status=dg.DagsterRunStatus.SUCCESS, tags=tags))
+        assert catch._already_done("online_retail_arrival_sensor", "batch-1") is True
