@@ -42,8 +42,8 @@ from pathlib import Path
 
 import dagster as dg
 
+from ecommerce_assets.defs.alerts.run_health import HOST_TAG, MAX_RETRIES_TAG, PID_TAG, dead_runs
 from ecommerce_assets.pipelines import BY_GROUP, BY_NAME, PIPELINES, Pipeline, landing_prefix, turn_on_hint
-from ecommerce_assets.resources.lake import pid_alive
 from ecommerce_assets.settings import get_settings
 
 CATCH_UP_TAG = "ecommerce/catch_up"  # sensors the catch-up evaluates
@@ -53,8 +53,6 @@ SENSOR_NAME_TAG = "dagster/sensor_name"  # what the daemon tags a sensor's runs 
 RUN_KEY_TAG = "dagster/run_key"
 SCHEDULE_NAME_TAG = "dagster/schedule_name"
 FETCH_RESOURCES = ("catalog_api", "products_api")  # a schedule whose assets use one of these calls an API
-PID_TAG = "ecommerce/pid"  # the process executing a catch-up run (in process), with its host
-HOST_TAG = "ecommerce/host"
 MAX_TICKS = 1000
 IN_FLIGHT = (dg.DagsterRunStatus.NOT_STARTED, dg.DagsterRunStatus.QUEUED, dg.DagsterRunStatus.STARTING,
              dg.DagsterRunStatus.STARTED)
@@ -100,14 +98,33 @@ class CatchUpReport:
         self.materialized |= done
 
 
+OLD_INSTANCE_YAML = "telemetry:\n  enabled: false\n"
+INSTANCE_YAML = """\
+# written by ecommerce-assets for a local data dir (edit freely: it is never overwritten once changed)
+telemetry:
+  enabled: false
+# a run whose worker died (a killed daemon) is marked failed (sensor mark_dead_runs_failed, or run monitoring
+# for a run that never started) and retried once with the same run key; a run that failed in an asset or a
+# check is not retried (fix the input, then the next sensor tick or `ecommerce-assets run` goes on)
+run_monitoring:
+  enabled: true
+  start_timeout_seconds: 90
+  poll_interval_seconds: 30
+run_retries:
+  enabled: true
+  max_retries: 1
+  retry_on_asset_or_op_failure: false
+"""
+
+
 def ensure_dagster_home() -> Path:
     """``DAGSTER_HOME``, defaulting to ``<ECOMMERCE_DATA_DIR>/dagster_home`` so the CLI and the UI share runs."""
     home = get_settings().dagster_home_dir
     os.environ["DAGSTER_HOME"] = str(home)
     home.mkdir(parents=True, exist_ok=True)
     yaml = home / "dagster.yaml"
-    if not yaml.exists():
-        yaml.write_text("telemetry:\n  enabled: false\n")
+    if not yaml.exists() or yaml.read_text() == OLD_INSTANCE_YAML:
+        yaml.write_text(INSTANCE_YAML)
     return home
 
 
@@ -279,7 +296,7 @@ class CatchUp:
         if job is None:
             raise ValueError(f"no single job can materialize {keys}")
         started = time.monotonic()
-        tags = {**(tags or {}), PID_TAG: str(os.getpid()), HOST_TAG: socket.gethostname()}
+        tags = {**(tags or {}), PID_TAG: str(os.getpid()), HOST_TAG: socket.gethostname(), MAX_RETRIES_TAG: "0"}
         try:
             with self.quiet(), _progress(f"{pipeline} {label}", enabled=not self.verbose):
                 result = job.execute_in_process(
@@ -337,19 +354,10 @@ class CatchUp:
             alerts_logger.disabled = quiet
 
     def reap_killed_runs(self) -> None:
-        """Mark as failed the catch-up runs whose process died mid-run (SIGKILL, a crash, a reboot): they would
-        show as running forever. Their work is redone by this catch-up (a batch whose run did not succeed is
-        not done; an asset older than its inputs is stale). Each gets a failure alert."""
-        host = socket.gethostname()
-        runs = self.instance.get_runs(filters=dg.RunsFilter(
-            statuses=[dg.DagsterRunStatus.STARTED, dg.DagsterRunStatus.STARTING, dg.DagsterRunStatus.NOT_STARTED],
-            tags={HOST_TAG: host}))
-        for run in runs:
-            pid = run.tags.get(PID_TAG, "")
-            if not pid.isdigit() or pid_alive(int(pid)):
-                continue
-            message = (f"the process executing this run (pid {pid} on {host}) died before it ended "
-                       "(killed, or the machine stopped); the next catch-up redoes its work")
+        """Mark as failed the runs whose process died mid-run (SIGKILL, a crash, a reboot): they would show as
+        running forever (``defs.alerts.run_health``). Their work is redone by this catch-up (a batch whose run did
+        not succeed is not done; an asset older than its inputs is stale). Each gets a failure alert."""
+        for run, message in dead_runs(self.instance):
             self.instance.report_run_failed(run, message)
             self.note(f"{'failed':<6} {'':>7}  {'':<12} run {run.run_id[:8]} was left running by a killed process: "
                       "marked failed, its work is redone")

@@ -12,6 +12,7 @@ other files are registered. Nothing of a link's target is read, copied or logged
 
 from __future__ import annotations
 
+import errno
 import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -19,6 +20,8 @@ from dataclasses import dataclass, field
 import dagster as dg
 
 from ecommerce_assets.resources.lake import Lake, LakeObject, UnsafeObjectError
+
+WRITE_SIDE_ERRORS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS}  # the lake cannot take the copy: not the file's fault
 
 SUPERSEDED = "_superseded/"
 REJECTED = "landing/"  # below quarantine/<source>/: landed entries refused at registration
@@ -112,6 +115,9 @@ def register_landed(
                 log(f"quarantined {obj.key}: {exc}")
             continue
         except OSError as exc:  # unreadable (permissions, I/O error): this file waits, the batch goes on
+            if exc.errno in WRITE_SIDE_ERRORS:
+                # our side cannot write (disk full, quota, read-only): the run fails, the file stays landed
+                raise OSError(exc.errno, f"{exc.strerror}: cannot copy {obj.key} to {lake.uri(raw_key)}") from exc
             problem = f"cannot be read: {exc.strerror or type(exc).__name__}; fix the file and land it again"
             result.rejected.append(_quarantine_entry(lake, obj.key, landing_prefix, qprefix, "unreadable_file", problem))
             if log:

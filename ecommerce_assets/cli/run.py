@@ -28,6 +28,28 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--quiet", action="store_true", help="print only the summary")
 
 
+def storage_failure(exc: BaseException) -> str:
+    """One line for a failure of the Dagster instance or the data dir, naming a full disk when it is one."""
+    import shutil
+
+    from ecommerce_assets.settings import get_settings
+
+    settings = get_settings()
+    places = {"DAGSTER_HOME": settings.dagster_home_dir, "data dir": settings.data_dir}
+    full = []
+    for name, path in places.items():
+        try:
+            usage = shutil.disk_usage(path)
+        except OSError:
+            continue
+        if usage.free < 1 << 20:
+            full.append(f"{name} {path} ({usage.free // 1024} KB free)")
+    first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
+    if full:
+        return f"no space left on device: {'; '.join(full)}; free some space and run again ({first})"
+    return f"the run stopped: {type(exc).__name__}: {first}"
+
+
 def main(args: argparse.Namespace) -> int:
     from ecommerce_assets.orchestration import catch_up, load_definitions
     from ecommerce_assets.reporting import print_summary, startup_problems, startup_warnings
@@ -40,10 +62,14 @@ def main(args: argparse.Namespace) -> int:
         return 2
     for line in startup_warnings():
         print(f"warning: {line}")
-    report = catch_up(
-        load_definitions(), echo=(lambda _msg: None) if args.quiet else print, fetch=args.fetch,
-        pipelines=args.pipeline, verbose=args.verbose,
-    )
+    try:
+        report = catch_up(
+            load_definitions(), echo=(lambda _msg: None) if args.quiet else print, fetch=args.fetch,
+            pipelines=args.pipeline, verbose=args.verbose,
+        )
+    except Exception as exc:  # the instance or the data dir itself failed (a full disk, an I/O error): one line
+        print(f"error: {storage_failure(exc)}", file=sys.stderr)
+        return 1
     if not report.runs and not report.failures:
         print(f"nothing new to process ({report.skipped_run_keys} batch(es) already processed)")
     print_summary(report, time.monotonic() - start)
