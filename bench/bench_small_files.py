@@ -33,9 +33,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from ecommerce_assets.arrival import ArrivalCursor, ScanStats, scan  # noqa: E402
-from ecommerce_assets.resources.lake import LocalLake  # noqa: E402
-from ecommerce_assets.transactions_generator import generate_files, land  # noqa: E402
+from ecommerce_assets.lib.arrival import ArrivalCursor, ScanStats, scan  # noqa: E402
+from ecommerce_assets.services.transactions_generator import generate_files, land  # noqa: E402
+from ecommerce_assets.storage.lake import LocalLake  # noqa: E402
 from ecommerce_assets.transforms.transactions import transform_partition  # noqa: E402
 
 DATE = dt.date(2026, 11, 20)
@@ -44,7 +44,7 @@ LANDING = "landing/transactions/"
 COLD_SCRIPT = """
 import sys, time
 t = time.perf_counter()
-from ecommerce_assets.resources.lake import LocalLake
+from ecommerce_assets.storage.lake import LocalLake
 from lambdas.transaction_json_to_parquet import handler
 lake = LocalLake(base_dir=sys.argv[1], duckdb_threads=1)
 out = handler({"Records": [{"s3": {"bucket": {"name": "local"}, "object": {"key": sys.argv[2]}}}]}, lake=lake)

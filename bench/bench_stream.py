@@ -51,7 +51,7 @@ def _start_api(port: int) -> subprocess.Popen:
 
 
 def throughput(sample: Path, lines: int) -> list[str]:
-    from ecommerce_assets.cli.replay import replay_file
+    from ecommerce_assets.dev.replay import replay_file
 
     port = _free_port()
     api = _start_api(port)
@@ -70,11 +70,11 @@ def throughput(sample: Path, lines: int) -> list[str]:
 def latency(sample: Path, seconds: float, rate: float) -> list[str]:
     import dagster as dg
 
-    from ecommerce_assets.cli.replay import read_lines
-    from ecommerce_assets.defs.stream.runner import run_batch
     from ecommerce_assets.defs.stream.sensors import plan_batches
-    from ecommerce_assets.ingest_api import ApiServer, create_app
+    from ecommerce_assets.dev.replay import read_lines
+    from ecommerce_assets.dev.stream_demo import run_batch
     from ecommerce_assets.resources import build_resources
+    from ecommerce_assets.services.ingest_api import ApiServer, create_app
     from ecommerce_assets.settings import get_settings
 
     settings = get_settings()

@@ -179,8 +179,8 @@ def consume(batch_records: int) -> tuple[int, float]:
     """Drain the stream into the warehouse as the sensor's runs would; (runs, seconds)."""
     import dagster as dg
 
-    from ecommerce_assets.defs.stream.runner import run_batch
     from ecommerce_assets.defs.stream.sensors import plan_batches
+    from ecommerce_assets.dev.stream_demo import run_batch
     from ecommerce_assets.resources import build_resources
 
     resources = build_resources()

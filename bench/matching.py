@@ -145,7 +145,7 @@ def generate(size: str) -> tuple[Path, Path]:
 
 
 def product(params: dict, work: Path) -> dict:
-    from ecommerce_assets.resources.lake import LocalLake
+    from ecommerce_assets.storage.lake import LocalLake
     from ecommerce_assets.transforms import matching
 
     sp, di = generate(params["size"])

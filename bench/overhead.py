@@ -77,7 +77,7 @@ def one_asset(params: dict, work: Path) -> dict:
 
     t_import = time.perf_counter()
     from ecommerce_assets.definitions import defs as load_defs
-    from ecommerce_assets.orchestration import execute
+    from ecommerce_assets.runtime.catchup import execute
 
     defs = load_defs()
     defs.resolve_asset_graph()

@@ -66,7 +66,7 @@ def prepare(size: str) -> Path:
 # --- product -------------------------------------------------------------------------------------------
 
 def product(params: dict, work: Path) -> dict:
-    from ecommerce_assets.resources.lake import LocalLake
+    from ecommerce_assets.storage.lake import LocalLake
     from ecommerce_assets.transforms import retail
     from ecommerce_assets.transforms.files import open_csv
 

@@ -58,7 +58,7 @@ def _measure(lake, put, keys: list[str], new: int) -> dict:
 
 
 def local(params: dict, work: Path) -> dict:
-    from ecommerce_assets.resources.lake import LocalLake
+    from ecommerce_assets.storage.lake import LocalLake
 
     lake = LocalLake(base_dir=str(work / "lake"))
     keys = _keys(params["objects"], params["dates"])
@@ -82,12 +82,11 @@ def s3(params: dict, work: Path) -> dict:
     import socket
 
     import boto3
-    from dagster_aws.s3 import S3Resource
     from moto.core import DEFAULT_ACCOUNT_ID
     from moto.s3.models import s3_backends
     from moto.server import ThreadedMotoServer
 
-    from ecommerce_assets.resources.s3_lake import S3Lake
+    from ecommerce_assets.storage.s3_lake import S3Lake
 
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -102,7 +101,7 @@ def s3(params: dict, work: Path) -> dict:
         keys = _keys(params["objects"], params["dates"])
         for k in keys:
             backend.put_object("bench-lake", f"lake/{k}", BODY)
-        lake = S3Lake(bucket="bench-lake", prefix="lake", s3=S3Resource(endpoint_url=endpoint, region_name="us-east-1"))
+        lake = S3Lake(bucket="bench-lake", prefix="lake", endpoint_url=endpoint, region_name="us-east-1")
         return _measure(lake, lambda key: lake.write_bytes(key, BODY), keys, params.get("new", 100))
     finally:
         server.stop()

@@ -26,8 +26,8 @@ DATE = "2024-03-10"
 
 
 def prepare(files: int, per_file: int = 100) -> Path:
-    from ecommerce_assets.resources.lake import LocalLake
-    from ecommerce_assets.transactions_generator import generate_files, land
+    from ecommerce_assets.services.transactions_generator import generate_files, land
+    from ecommerce_assets.storage.lake import LocalLake
 
     root = CACHE / f"small_files_{files}x{per_file}"
     if not (root / ".complete").exists():
@@ -39,7 +39,7 @@ def prepare(files: int, per_file: int = 100) -> Path:
 
 
 def _lake_copy(params: dict, work: Path):
-    from ecommerce_assets.resources.lake import LocalLake
+    from ecommerce_assets.storage.lake import LocalLake
 
     src = prepare(params["files"])
     data_dir = work / "data"

@@ -1,6 +1,6 @@
 """Path 2: transactions JSON lines -> typed, date-partitioned Parquet, at 1 M and 10 M rows.
 
-Inputs come from the product's own generator (``ecommerce_assets.transactions_generator``): 10 landing
+Inputs come from the product's own generator (``ecommerce_assets.services.transactions_generator``): 10 landing
 dates, files of 10,000 JSON lines (1 M rows: 100 files, 230 MB; 10 M rows: 1,000 files, 2.3 GB).
 
 * ``product``: ``transforms.transactions.transform_partition`` for each date, as the ``transactions``
@@ -25,8 +25,8 @@ PER_FILE = 10_000
 
 def prepare(size: str) -> Path:
     """The lake root holding ``landing/transactions/date=.../*.json`` for ``size`` (made once)."""
-    from ecommerce_assets.resources.lake import LocalLake
-    from ecommerce_assets.transactions_generator import generate_files, land
+    from ecommerce_assets.services.transactions_generator import generate_files, land
+    from ecommerce_assets.storage.lake import LocalLake
 
     root = CACHE / f"transactions_{size}"
     done = root / ".complete"
@@ -48,7 +48,7 @@ def _landing(root: Path) -> Path:
 def product(params: dict, work: Path) -> dict:
     import shutil
 
-    from ecommerce_assets.resources.lake import LocalLake
+    from ecommerce_assets.storage.lake import LocalLake
     from ecommerce_assets.transforms.transactions import transform_partition
 
     root = Path(params["root"]) if params.get("root") else prepare(params["size"])

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import dagster as dg
 
-from ecommerce_assets.arrival import sensor_default_status
+from ecommerce_assets.lib.arrival import sensor_default_status
 from ecommerce_assets.resources import build_resources
 
 AUTOMATION_SENSOR = "default_automation_condition_sensor"

@@ -7,6 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ecommerce_assets.settings import Settings
+from ecommerce_assets.storage import zones
 
 
 @dataclass(frozen=True)
@@ -42,7 +43,7 @@ BY_NAME: dict[str, Pipeline] = {p.name: p for p in PIPELINES}
 
 def landing_prefix(source: str) -> str:
     """The lake key prefix users drop a source's files into."""
-    return f"landing/{source}/"
+    return zones.landing(source)
 
 
 def turn_on_hint(pipeline: Pipeline, landing_uri: str) -> str:

@@ -1,7 +1,7 @@
 """AWS Lambda behind API Gateway (REST API proxy integration, or HTTP API payload 2.0): the ingestion API.
 
 Same routes, checks, validation and answers as ``ecommerce-assets ingest-api`` (both call
-``ecommerce_assets.ingest_api``): ``POST /orders``, ``GET /invoices/{invoice_no}``, ``GET /health``.
+``ecommerce_assets.services.ingest_api``): ``POST /orders``, ``GET /invoices/{invoice_no}``, ``GET /health``.
 With ``ECOMMERCE_INGEST_TOKENS`` set, ``POST /orders`` and ``GET /invoices/...`` need
 ``Authorization: Bearer <token>`` (401 otherwise, nothing put on the stream); ``POST /orders`` needs
 ``Content-Type: application/json`` (415) and a body of at most 1,000,000 bytes (413). The token check here
@@ -26,11 +26,11 @@ import json
 from functools import cache
 from typing import Any
 
-from ecommerce_assets import ingest_api
-from ecommerce_assets.resources.kv_store import KeyValueStore, build_kv_store
-from ecommerce_assets.resources.stream import Stream, build_stream
+from ecommerce_assets.services import ingest_api
 from ecommerce_assets.settings import get_settings
-from ecommerce_assets.transforms.stream import show
+from ecommerce_assets.storage.kv_store import KeyValueStore, build_kv_store
+from ecommerce_assets.storage.stream import Stream, build_stream
+from ecommerce_assets.transforms.order_lines import show
 from lambdas.dlq import with_dead_letter_queue
 
 

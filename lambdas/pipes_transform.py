@@ -17,21 +17,23 @@ from typing import Any
 
 from dagster_pipes import PipesMappingParamsLoader, open_dagster_pipes
 
-from ecommerce_assets.resources.lake import Lake
+from ecommerce_assets.settings import get_settings
+from ecommerce_assets.storage import zones
+from ecommerce_assets.storage.lake import Lake
+from ecommerce_assets.storage.lakes import build_lake
 from lambdas.dlq import with_dead_letter_queue
-from lambdas.transaction_json_to_parquet import _lake
 
 
 @with_dead_letter_queue
 def handler(event: dict[str, Any], context: Any = None, lake: Lake | None = None) -> dict[str, Any]:
-    from ecommerce_assets.registration import current_raw_files
+    from ecommerce_assets.storage.registration import current_raw_files
     from ecommerce_assets.transforms.transactions import transform_partition
 
     with open_dagster_pipes(params_loader=PipesMappingParamsLoader(event)) as pipes:
-        lake = lake or _lake()
+        lake = lake or build_lake(get_settings())
         date = str(event["date"])
-        objects = current_raw_files(lake, f"raw/transactions/date={date}/") or list(
-            lake.list_objects(f"landing/transactions/date={date}/")
+        objects = current_raw_files(lake, f"{zones.TRANSACTIONS_RAW}date={date}/") or list(
+            lake.list_objects(f"{zones.TRANSACTIONS_LANDING}date={date}/")
         )
         pipes.log.info(f"{date}: transforming {len(objects)} file(s) in {lake.uri('')}")
         res = transform_partition(lake, date, objects)

@@ -10,22 +10,38 @@ next tick. Trigger: S3 ``ObjectCreated:*`` notifications on ``<prefix>/landing/`
 Settings: ``ECOMMERCE_DAGSTER_URL`` (``http(s)://host[:port]``), ``ECOMMERCE_DAGSTER_JOB`` (the job to
 launch), ``ECOMMERCE_DAGSTER_LOCATION`` (its code location, when the webserver has several). One run
 per new object, tagged ``ecommerce/s3_object=<bucket>/<key>@<etag>``; a redelivered event finds the run
-by that tag and launches nothing (S3 delivers events at least once). Uses
-``dagster_graphql.DagsterGraphQLClient`` when installed, else the same ``launchRun`` mutation over HTTP.
-Errors (webserver down, unknown job) send the event to the dead-letter queue and re-raise.
+by that tag and launches nothing (S3 delivers events at least once).
+
+It speaks GraphQL with ``gql`` (``RequestsHTTPTransport``), the library ``DagsterGraphQLClient`` is built
+on, but not ``dagster-graphql`` itself: that one requires ``dagster`` (grpcio, SQLAlchemy, ... about 80 MB
+unpacked), which a Lambda must not carry. Without ``ECOMMERCE_DAGSTER_LOCATION`` the job's code location
+and repository are looked up on the webserver (the job's name must then be unique). A request is not
+retried here: a repeated ``launchRun`` would start a second run, and Lambda retries the whole event (the
+tag lookup makes that safe). Errors (webserver down, unknown job) send the event to the dead-letter
+queue and re-raise.
 """
 
 from __future__ import annotations
 
-import json
-import urllib.request
 from typing import Any
-from urllib.parse import unquote_plus, urlparse
+from urllib.parse import unquote_plus
+
+from gql import Client, GraphQLRequest
+from gql.transport.requests import RequestsHTTPTransport
 
 from ecommerce_assets.settings import get_settings
 from lambdas.dlq import with_dead_letter_queue
 
 TAG = "ecommerce/s3_object"
+TIMEOUT_SECONDS = 30
+JOBS = """
+query Jobs {
+  repositoriesOrError {
+    __typename
+    ... on RepositoryConnection { nodes { name location { name } pipelines { name } } }
+    ... on PythonError { message }
+  }
+}"""
 RUNS_WITH_TAG = """
 query RunsWithTag($filter: RunsFilter) {
   runsOrError(filter: $filter) { __typename ... on Runs { results { runId status } } }
@@ -42,18 +58,11 @@ mutation Launch($params: ExecutionParams!) {
 }"""
 
 
-def graphql(url: str, query: str, variables: dict[str, Any]) -> dict[str, Any]:
-    """POST one GraphQL request to ``<url>/graphql``; raise on transport or GraphQL errors."""
-    request = urllib.request.Request(
-        url.rstrip("/") + "/graphql",
-        data=json.dumps({"query": query, "variables": variables}).encode(),
-        headers={"Content-Type": "application/json"},
-    )
-    with urllib.request.urlopen(request, timeout=30) as response:  # noqa: S310 - a configured http(s) URL
-        body = json.loads(response.read())
-    if body.get("errors"):
-        raise RuntimeError(f"Dagster GraphQL error: {body['errors']}")
-    return body["data"]
+def graphql(url: str, query: str, variables: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Run one GraphQL request on ``<url>/graphql``; gql raises on transport, HTTP and GraphQL errors."""
+    transport = RequestsHTTPTransport(url=url.rstrip("/") + "/graphql", timeout=TIMEOUT_SECONDS, retries=0)
+    with Client(transport=transport) as session:
+        return session.execute(GraphQLRequest(query, variable_values=variables))
 
 
 def existing_runs(url: str, tag_value: str) -> list[str]:
@@ -64,12 +73,32 @@ def existing_runs(url: str, tag_value: str) -> list[str]:
     return [r["runId"] for r in runs["results"]]
 
 
-def launch_over_http(url: str, job: str, location: str | None, tags: dict[str, str]) -> str:
-    """The ``launchRun`` mutation without dagster-graphql (a thin Lambda layer)."""
-    if not location:
-        raise ValueError("without dagster-graphql, ECOMMERCE_DAGSTER_LOCATION must name the code location")
+def job_selector(url: str, job: str, location: str | None) -> dict[str, str]:
+    """``{repositoryLocationName, repositoryName, jobName}`` of ``job``: the one repository that has it.
+
+    With ``location`` set, only that code location's repositories count."""
+    repos = graphql(url, JOBS)["repositoriesOrError"]
+    if repos["__typename"] != "RepositoryConnection":
+        raise RuntimeError(f"Dagster could not list its jobs: {repos}")
+    found = [
+        {"repositoryLocationName": node["location"]["name"], "repositoryName": node["name"], "jobName": job}
+        for node in repos["nodes"]
+        if job in {p["name"] for p in node["pipelines"]} and location in (None, "", node["location"]["name"])
+    ]
+    where = f" in code location {location}" if location else ""
+    if not found:
+        raise RuntimeError(f"Dagster at {url} has no job named {job}{where}")
+    if len(found) > 1:
+        raise RuntimeError(
+            f"several repositories at {url} have a job named {job}{where}: {found}; set ECOMMERCE_DAGSTER_LOCATION"
+        )
+    return found[0]
+
+
+def launch(url: str, job: str, location: str | None, tags: dict[str, str]) -> str:
+    """Launch ``job`` with ``tags`` (the ``launchRun`` mutation); return the new run's id."""
     params = {
-        "selector": {"repositoryLocationName": location, "repositoryName": "__repository__", "jobName": job},
+        "selector": job_selector(url, job, location),
         "executionMetadata": {"tags": [{"key": k, "value": v} for k, v in tags.items()]},
         "runConfigData": {},
     }
@@ -77,17 +106,6 @@ def launch_over_http(url: str, job: str, location: str | None, tags: dict[str, s
     if result["__typename"] != "LaunchRunSuccess":
         raise RuntimeError(f"Dagster refused to launch {job}: {result}")
     return result["run"]["runId"]
-
-
-def launch(url: str, job: str, location: str | None, tags: dict[str, str]) -> str:
-    try:
-        from dagster_graphql import DagsterGraphQLClient
-    except ImportError:  # a thin Lambda without dagster-graphql in its layer
-        return launch_over_http(url, job, location, tags)
-    parsed = urlparse(url)
-    client = DagsterGraphQLClient(parsed.hostname or "localhost", port_number=parsed.port,
-                                  use_https=parsed.scheme == "https")
-    return client.submit_job_execution(job, repository_location_name=location, tags=tags)
 
 
 @with_dead_letter_queue
@@ -108,5 +126,7 @@ def handler(event: dict[str, Any], context: Any = None) -> dict[str, list[str]]:
             result["already_launched"].append(tag_value)
             continue
         tags = {TAG: tag_value, "ecommerce/source": key[len(f"{root}landing/") :].split("/", 1)[0]}
-        result["launched"].append(launch(settings.dagster_url, settings.dagster_job, settings.dagster_location, tags))
+        result["launched"].append(
+            launch(settings.dagster_url, settings.dagster_job, settings.dagster_location, tags)
+        )
     return result

@@ -3,7 +3,7 @@
 Writes one ``archive/stream/date=<d>/batch-<first>-<last>.jsonl`` per shard in the event (the same
 file the Dagster asset ``stream/raw_archive`` writes for the same records: a retried invocation rewrites
 the same key with the same bytes). Event shape: see
-``ecommerce_assets.transforms.stream.records_from_kinesis_event``.
+``ecommerce_assets.transforms.stream_batches.records_from_kinesis_event``.
 """
 
 from __future__ import annotations
@@ -11,15 +11,16 @@ from __future__ import annotations
 from functools import cache
 from typing import Any
 
-from ecommerce_assets.resources import build_resources
-from ecommerce_assets.resources.lake import Lake
-from ecommerce_assets.transforms import stream as ts
+from ecommerce_assets.settings import get_settings
+from ecommerce_assets.storage.lake import Lake
+from ecommerce_assets.storage.lakes import build_lake
+from ecommerce_assets.transforms import stream_batches as ts
 from lambdas.dlq import with_dead_letter_queue
 
 
 @cache
 def _lake() -> Lake:
-    return build_resources()["lake"]
+    return build_lake(get_settings())
 
 
 @with_dead_letter_queue

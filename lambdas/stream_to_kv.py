@@ -4,7 +4,7 @@ Validates every record with the API's rules; valid lines are upserted into ``inv
 ``customers`` (keys derived from shard and sequence number, so a retried invocation changes nothing);
 a bad record is written to ``quarantine/stream/date=<d>/batch-<first>-<last>.jsonl`` with its field and
 rule instead of failing the batch (the old consumer crashed on cancellations and blank customers).
-Event shape: see ``ecommerce_assets.transforms.stream.records_from_kinesis_event``.
+Event shape: see ``ecommerce_assets.transforms.stream_batches.records_from_kinesis_event``.
 """
 
 from __future__ import annotations
@@ -12,14 +12,18 @@ from __future__ import annotations
 from functools import cache
 from typing import Any
 
-from ecommerce_assets.resources import build_resources
-from ecommerce_assets.transforms import stream as ts
+from ecommerce_assets.settings import get_settings
+from ecommerce_assets.storage.kv_store import build_kv_store
+from ecommerce_assets.storage.lakes import build_lake
+from ecommerce_assets.transforms import stream_batches as ts
 from lambdas.dlq import with_dead_letter_queue
 
 
 @cache
 def _resources() -> dict[str, Any]:
-    return build_resources()
+    """The lake and the key-value store of the environment, built once per Lambda container."""
+    settings = get_settings()
+    return {"lake": build_lake(settings), "kv_store": build_kv_store(settings)}
 
 
 @with_dead_letter_queue

@@ -14,10 +14,11 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from ecommerce_assets.resources.lake import Lake
-from ecommerce_assets.transactions_generator import generate_files, land
+from ecommerce_assets.services.transactions_generator import generate_files, land
+from ecommerce_assets.settings import get_settings
+from ecommerce_assets.storage.lake import Lake
+from ecommerce_assets.storage.lakes import build_lake
 from lambdas.dlq import with_dead_letter_queue
-from lambdas.transaction_json_to_parquet import _lake
 
 
 @with_dead_letter_queue
@@ -27,6 +28,6 @@ def handler(event: dict[str, Any] | None, context: Any = None, lake: Lake | None
     per_file = 1 if fmt == "object" else int(event.get("per_file", 1))
     seed = int(event["seed"]) if event.get("seed") is not None else int(time.time())
     files, records, keys = land(
-        lake or _lake(), generate_files(int(event.get("count", 5)), per_file=per_file, fmt=fmt, seed=seed)
+        lake or build_lake(get_settings()), generate_files(int(event.get("count", 5)), per_file=per_file, fmt=fmt, seed=seed)
     )
     return {"files": files, "records": records, "keys": keys}

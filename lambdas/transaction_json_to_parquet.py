@@ -23,8 +23,9 @@ import re
 from typing import Any
 from urllib.parse import unquote_plus
 
-from ecommerce_assets.resources.lake import Lake
 from ecommerce_assets.settings import get_settings
+from ecommerce_assets.storage.lake import Lake
+from ecommerce_assets.storage.lakes import build_lake
 from ecommerce_assets.transforms.transactions import transform_partition
 from lambdas.dlq import with_dead_letter_queue
 
@@ -32,14 +33,8 @@ KEY = re.compile(r"(?:^|/)((?:landing|raw)/transactions/date=(\d{4}-\d{2}-\d{2})
 
 
 def _lake() -> Lake:
-    settings = get_settings()
-    if settings.env == "aws":
-        from ecommerce_assets.resources.aws import build_s3_lake
-
-        return build_s3_lake(settings)
-    from ecommerce_assets.resources import build_local_resources
-
-    return build_local_resources(settings)["lake"]
+    """The lake of the environment (S3 in aws mode), built from the settings."""
+    return build_lake(get_settings())
 
 
 @with_dead_letter_queue

@@ -379,13 +379,13 @@ def put_stream_records(env: Mapping[str, str], sample: Path, batch: int = 20) ->
 
 
 def _put_stream(sample: Path, batch: int) -> int:
-    from ecommerce_assets.cli.replay import replay_file
-    from ecommerce_assets.ingest_api import ApiServer, create_app
-    from ecommerce_assets.resources import build_local_resources
+    from ecommerce_assets.dev.replay import replay_file
+    from ecommerce_assets.resources import build_resources
+    from ecommerce_assets.services.ingest_api import ApiServer, create_app
     from ecommerce_assets.settings import get_settings
 
     settings = get_settings()
-    resources = build_local_resources(settings)
+    resources = build_resources(settings)
     with ApiServer(create_app(resources["stream"], resources["kv_store"], settings)) as server:
         summary = replay_file(sample, server.url, concurrency=1, batch=batch, progress=False)
     print(f"{summary.accepted} accepted, {summary.rejected} rejected, {summary.failed} failed")
@@ -408,7 +408,7 @@ def _slow_warehouse(seconds: float, gate: Path | None) -> None:
     from contextlib import contextmanager
     from typing import Any
 
-    from ecommerce_assets.resources.warehouse import DuckDBWarehouse
+    from ecommerce_assets.storage.warehouses.duckdb import DuckDBWarehouse
 
     loading = threading.local()  # the table a load of this thread is writing
     opened = threading.Event()  # the gate appeared once: connections no longer wait for it
@@ -458,7 +458,7 @@ def _main(argv: list[str]) -> int:
     if argv[:1] == ["--put-stream"]:
         return _put_stream(Path(argv[1]), int(argv[2]))
     if argv[:1] == ["--no-writer-lock"]:
-        import ecommerce_assets.resources.warehouse as warehouse
+        import ecommerce_assets.storage.warehouses.duckdb as warehouse
 
         warehouse.SERIALIZE_WRITERS = False
         argv = argv[1:]

@@ -19,8 +19,15 @@ import boto3
 import dagster as dg
 import pytest
 
-from ecommerce_assets.arrival import ArrivalCursor, Arrivals, ScanStats, arrival_sensor, plan_buckets, scan
-from ecommerce_assets.resources.lake import LakeObject, LocalLake
+from ecommerce_assets.lib.arrival import (
+    ArrivalCursor,
+    Arrivals,
+    ScanStats,
+    arrival_sensor,
+    plan_buckets,
+    scan,
+)
+from ecommerce_assets.storage.lake import LakeObject, LocalLake
 
 SRC = "landing/things/"
 TODAY = "2026-11-22"
@@ -151,7 +158,7 @@ def test_plan_buckets_sweeps_round_robin() -> None:
 
 
 def _state():
-    from ecommerce_assets.arrival import BucketState
+    from ecommerce_assets.lib.arrival import BucketState
 
     return BucketState(watermark=1.0)
 
@@ -253,14 +260,13 @@ def test_sensor_defers_a_batch_its_request_builder_refuses(lake: CountingLake, d
 
 
 def test_s3_pagination_past_1000_keys_exactly_once(moto_endpoint: str) -> None:
-    from dagster_aws.s3 import S3Resource
 
-    from ecommerce_assets.resources.s3_lake import S3Lake
+    from ecommerce_assets.storage.s3_lake import S3Lake
 
     bucket = f"arrivals-{uuid.uuid4().hex[:10]}"
     client = boto3.client("s3", endpoint_url=moto_endpoint, region_name="us-east-1")
     client.create_bucket(Bucket=bucket)
-    s3_lake = S3Lake(bucket=bucket, prefix="lake", s3=S3Resource(endpoint_url=moto_endpoint, region_name="us-east-1"))
+    s3_lake = S3Lake(bucket=bucket, prefix="lake", endpoint_url=moto_endpoint, region_name="us-east-1")
     keys = [f"{SRC}date=2026-11-22/f{i:05d}.json" for i in range(1_150)]
     keys += [f"{SRC}date=2026-11-21/g{i:03d}.json" for i in range(30)]
     with ThreadPoolExecutor(max_workers=8) as pool:

@@ -84,8 +84,8 @@ def test_retail_product_stays_near_the_duckdb_floor(retail_csv: Path, tmp_path: 
 
 @pytest.fixture
 def transactions_root(tmp_path: Path) -> Path:
-    from ecommerce_assets.resources.lake import LocalLake
-    from ecommerce_assets.transactions_generator import generate_files, land
+    from ecommerce_assets.services.transactions_generator import generate_files, land
+    from ecommerce_assets.storage.lake import LocalLake
 
     root = tmp_path / "tx"
     land(LocalLake(base_dir=str(root)), generate_files(50_000, per_file=5_000, fmt="lines", seed=11, days=1,

@@ -15,17 +15,16 @@ import dagster as dg
 import pytest
 import requests
 
-from ecommerce_assets.catalog_sim import DEMO_SELLERS, PAGE_SIZE, CatalogSimulator
+from ecommerce_assets.dev.catalog_sim import DEMO_SELLERS, PAGE_SIZE, CatalogSimulator
 from ecommerce_assets.resources.catalog_api import (
     KEY_ENV_VAR,
     CatalogApiError,
     CatalogApiResource,
     CatalogAuthError,
     CatalogClient,
-    RateLimiter,
     catalog_api_resource,
-    parse_retry_after,
 )
+from ecommerce_assets.resources.http import RateLimiter
 from ecommerce_assets.settings import get_settings
 from tests.conftest import free_port
 
@@ -48,8 +47,15 @@ def start_sim() -> Iterator:
 
 def client(sim_or_url, **kwargs) -> CatalogClient:
     url = sim_or_url if isinstance(sim_or_url, str) else sim_or_url.url
-    opts = dict(api_key="test-key", host="sim", requests_per_second=0, max_retries=3,
-                backoff_base_seconds=0.01, backoff_max_seconds=2.0, timeout_seconds=5.0)
+    opts = dict(
+        api_key="test-key",
+        host="sim",
+        requests_per_second=0,
+        max_retries=3,
+        backoff_base_seconds=0.01,
+        backoff_max_seconds=2.0,
+        timeout_seconds=5.0,
+    )
     opts.update(kwargs)
     return CatalogClient(base_url=url, **opts)
 
@@ -86,11 +92,28 @@ def test_429_is_retried_after_the_retry_after_header(start_sim) -> None:
 
 
 def test_500_is_retried_with_backoff(start_sim) -> None:
-    sim = start_sim(server_error_first=2)
+    sim = start_sim(server_error_first=3)
+    started = time.monotonic()
     page = client(sim, backoff_base_seconds=0.05).fetch_page(SELLER, 1)
-    assert [a.outcome for a in page.attempts] == ["http_500", "http_500", "ok"]
-    # full jitter within an exponential ceiling: attempt n waits at most base * 2**n
-    assert all(0 <= a.wait_seconds <= 0.05 * 2**i for i, a in enumerate(page.attempts[:2]))
+    took = time.monotonic() - started
+    assert [a.outcome for a in page.attempts] == ["http_500", "http_500", "http_500", "ok"]
+    # urllib3's backoff: retry 1 at once, retry n after base * 2**(n - 1) plus a jitter of up to base
+    waits = [a.wait_seconds for a in page.attempts[:3]]
+    assert waits[0] == 0
+    assert 0.05 * 2 <= waits[1] <= 0.05 * 2 + 0.05 and 0.05 * 4 <= waits[2] <= 0.05 * 4 + 0.05
+    assert took >= sum(waits)  # the recorded waits were slept
+
+
+def test_retry_after_is_capped_at_backoff_max(start_sim) -> None:
+    """A server asking for an hour is waited for ``backoff_max_seconds`` at most."""
+    sim = start_sim(rate_limit_first=1, retry_after_seconds=3600)
+    started = time.monotonic()
+    page = client(sim, backoff_max_seconds=0.3).fetch_page(SELLER, 1)
+    assert time.monotonic() - started < 5
+    assert [(a.outcome, a.retry_after, a.wait_seconds) for a in page.attempts] == [
+        ("http_429", 0.3, 0.3),
+        ("ok", None, 0.0),
+    ]
 
 
 def test_slow_answer_times_out_and_is_retried(start_sim) -> None:
@@ -170,12 +193,6 @@ def test_rate_limit_spaces_request_starts() -> None:
     assert unlimited.interval == 0.0
 
 
-def test_parse_retry_after() -> None:
-    assert parse_retry_after("3") == 3.0
-    assert parse_retry_after(None) is None and parse_retry_after("soon") is None
-    assert parse_retry_after("Wed, 21 Oct 2015 07:28:10 GMT", now=1445412480.0) == pytest.approx(10.0)
-
-
 def test_resource_for_settings(monkeypatch: pytest.MonkeyPatch, data_dir) -> None:
     """The catalog fetch is on only with a URL and a key; otherwise a placeholder names what to set."""
     from ecommerce_assets.resources.unconfigured import MissingSettingError, UnconfiguredResource
@@ -213,16 +230,30 @@ def test_resource_fetch_seller_via_dagster_envvar(start_sim, monkeypatch: pytest
 def test_cli_serves_the_api() -> None:
     port = free_port()
     proc = subprocess.Popen(
-        [str(Path(sys.executable).parent / "ecommerce-assets"), "catalog-sim", "--port", str(port), "--api-key", "cli-key"],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True,
+        [
+            str(Path(sys.executable).parent / "ecommerce-assets"),
+            "catalog-sim",
+            "--port",
+            str(port),
+            "--api-key",
+            "cli-key",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
     )
     try:
         line = proc.stdout.readline()
         assert f"127.0.0.1:{port}" in line
         url = f"http://127.0.0.1:{port}/search"
-        ok = requests.get(url, params={"seller_id": SELLER, "page": 1}, headers={"x-rapidapi-key": "cli-key"}, timeout=10)
+        ok = requests.get(
+            url, params={"seller_id": SELLER, "page": 1}, headers={"x-rapidapi-key": "cli-key"}, timeout=10
+        )
         assert ok.status_code == 200 and len(ok.json()["data"]["products"]) == PAGE_SIZE
-        bad = requests.get(url, params={"seller_id": SELLER, "page": 1}, headers={"x-rapidapi-key": "no"}, timeout=10)
+        bad = requests.get(
+            url, params={"seller_id": SELLER, "page": 1}, headers={"x-rapidapi-key": "no"}, timeout=10
+        )
         assert bad.status_code == 403
     finally:
         os.killpg(proc.pid, signal.SIGTERM)

@@ -8,11 +8,11 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from ecommerce_assets.catalog_sim import CatalogSimulator, distributor_inventory_rows
 from ecommerce_assets.defs.catalog import assets as ca
 from ecommerce_assets.defs.catalog import checks as cc
 from ecommerce_assets.defs.catalog import sensors as cs
-from ecommerce_assets.defs.catalog.sellers import SELLERS_PARTITIONS, add_catalog_seller, load_sellers
+from ecommerce_assets.defs.catalog.partitions import SELLERS_PARTITIONS, add_catalog_seller, load_sellers
+from ecommerce_assets.dev.catalog_sim import CatalogSimulator, distributor_inventory_rows
 from ecommerce_assets.resources import build_resources
 from ecommerce_assets.resources.catalog_api import KEY_ENV_VAR, CatalogApiResource
 from ecommerce_assets.samples.catalog import DISTRIBUTOR_KEY, seed
@@ -235,7 +235,7 @@ def test_run_fetch_fetches_the_configured_seller_then_cleans_and_matches(
 ) -> None:
     """`ecommerce-assets run --fetch` semantics: only the configured seller is fetched (as the daily schedule
     would), its pages are cleaned by the raw-pages sensor, and the matches follow, against a real server."""
-    from ecommerce_assets.orchestration import catch_up, load_definitions
+    from ecommerce_assets.runtime.catchup import catch_up, load_definitions
 
     with CatalogSimulator(port=0, required_key="k-123") as sim:
         monkeypatch.setenv("ECOMMERCE_CATALOG_API_URL", sim.url)
@@ -256,7 +256,7 @@ def test_run_fetch_fetches_the_configured_seller_then_cleans_and_matches(
 
 
 def test_catalog_definitions_load() -> None:
-    from ecommerce_assets.orchestration import load_definitions
+    from ecommerce_assets.runtime.catchup import load_definitions
 
     defs = load_definitions()
     graph = defs.resolve_asset_graph()

@@ -14,7 +14,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from ecommerce_assets.catalog_sim import CatalogSimulator, gtin_check_digit
+from ecommerce_assets.dev.catalog_sim import CatalogSimulator, gtin_check_digit
 from ecommerce_assets.transforms import catalog as tf
 from ecommerce_assets.transforms.matching import install_macros
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from ecommerce_assets.orchestration import HOST_TAG, PID_TAG, catch_up, execute, load_definitions
+from ecommerce_assets.runtime.catchup import HOST_TAG, PID_TAG, catch_up, execute, load_definitions
 from ecommerce_assets.samples import retail_sample_path
 
 RAW = dg.AssetKey(["online_retail", "raw"])
@@ -71,7 +71,7 @@ def test_an_input_whose_checks_never_ran_is_checked_again_before_its_dependents(
 def test_a_failed_blocking_check_holds_its_dependents_and_alerts(
     landed: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from ecommerce_assets.transforms import quality
+    from ecommerce_assets.lib import quality
 
     def failing(*_args: object, **_kwargs: object) -> dg.AssetCheckResult:
         return dg.AssetCheckResult(passed=False, description="a price of 0 reached the cleaned zone")
@@ -116,7 +116,7 @@ def test_a_run_left_started_by_a_killed_process_is_marked_failed(landed: Path) -
 
 
 def test_catch_ups_on_other_sensors_keep_each_others_cursors(tmp_path: Path) -> None:
-    from ecommerce_assets.orchestration import load_cursors, save_cursor
+    from ecommerce_assets.runtime.catchup import load_cursors, save_cursor
 
     path = tmp_path / "catch_up_cursors.json"
     save_cursor(path, "stream_sensor", "10")
@@ -130,10 +130,10 @@ def test_catch_ups_on_other_sensors_keep_each_others_cursors(tmp_path: Path) -> 
 def test_a_batch_another_process_has_in_flight_is_waited_for_not_run_twice(
     landed: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import ecommerce_assets.orchestration as orchestration
-    from ecommerce_assets.orchestration import RUN_KEY_TAG, SENSOR_NAME_TAG, CatchUp
+    import ecommerce_assets.runtime.catchup as catchup
+    from ecommerce_assets.runtime.catchup import RUN_KEY_TAG, SENSOR_NAME_TAG, CatchUp
 
-    monkeypatch.setattr(orchestration, "IN_FLIGHT_WAIT_SECONDS", 2.0)
+    monkeypatch.setattr(catchup, "IN_FLIGHT_WAIT_SECONDS", 2.0)
     defs = load_definitions()
     with dg.instance_for_test() as instance:
         tags = {SENSOR_NAME_TAG: "online_retail_arrival_sensor", RUN_KEY_TAG: "batch-1"}

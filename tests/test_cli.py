@@ -61,8 +61,8 @@ def test_a_data_dir_that_cannot_be_written_is_one_clear_line_and_exit_2(tmp_path
 
 def test_console_script_works_without_the_venv_on_path(tmp_path: Path) -> None:
     """`.venv/bin/ecommerce-assets` from a shell whose PATH has no venv: dbt is found next to the interpreter."""
-    from ecommerce_assets.resources.lake import LocalLake
     from ecommerce_assets.samples.orders import land_batch
+    from ecommerce_assets.storage.lake import LocalLake
 
     land_batch(LocalLake(base_dir=str(tmp_path / "data" / "lake")), 1)
     env = user_env(tmp_path, PATH="/usr/bin:/bin")

@@ -84,7 +84,7 @@ def transactions_landing(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def products_api() -> Iterator[object]:
-    from ecommerce_assets.products_api_sim import start_products_api_sim
+    from ecommerce_assets.dev.products_api_sim import start_products_api_sim
 
     sim = start_products_api_sim()
     yield sim

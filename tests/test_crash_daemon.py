@@ -106,7 +106,7 @@ def land(data_dir: Path, landing: Path) -> dict[str, str]:
         [
             sys.executable,
             "-c",
-            "from ecommerce_assets.orchestration import ensure_dagster_home; print(ensure_dagster_home())",
+            "from ecommerce_assets.runtime.catchup import ensure_dagster_home; print(ensure_dagster_home())",
         ],
         cwd=ROOT,
         env=env,
@@ -170,11 +170,11 @@ def awaited(ticks: SensorTicks) -> str | None:
     dates = {r.tags.get("dagster/partition") for r in ticks.runs()}
     if not set(DATES) <= dates:
         return f"no run for {sorted(set(DATES) - dates)}"
-    last = instance.get_latest_materialization_event(dg.AssetKey("transactions"))
+    last = instance.get_latest_materialization_event(dg.AssetKey(["transactions", "processed"]))
     if last is None:
         return "no partition materialized yet"
     for name in ANALYTICS:
-        event = instance.get_latest_materialization_event(dg.AssetKey(f"transactions_{name}"))
+        event = instance.get_latest_materialization_event(dg.AssetKey(["analytics", f"transactions_{name}"]))
         if event is None or event.timestamp < last.timestamp:
             return f"transactions_{name} not refreshed after the last partition"
     return None

@@ -23,7 +23,7 @@ from dagster_dbt import DbtCliResource
 
 from ecommerce_assets.defs.orders import assets as A
 from ecommerce_assets.defs.orders import dbt as D
-from ecommerce_assets.products_api_sim import SAMPLE_PRODUCTS, ProductsApiSim
+from ecommerce_assets.dev.products_api_sim import SAMPLE_PRODUCTS, ProductsApiSim
 from ecommerce_assets.resources.dbt import DBT_PROJECT_DIR, dbt_executable
 from ecommerce_assets.resources.products_api import ProductsApi
 from ecommerce_assets.samples.orders import land_batch, sample_bytes
@@ -157,7 +157,7 @@ def test_pipeline_twice_on_duckdb(local_resources: dict, products_sim: ProductsA
 @pytest.mark.postgres
 def test_pipeline_twice_on_postgres(local_resources: dict, products_sim: ProductsApiSim, postgres_db: str,
                                     monkeypatch: pytest.MonkeyPatch) -> None:
-    from ecommerce_assets.resources.aws_warehouse import PostgresWarehouse
+    from ecommerce_assets.storage.warehouses.postgres import PostgresWarehouse
 
     info = psycopg.conninfo.conninfo_to_dict(postgres_db)
     for var, key, default in (("HOST", "host", "localhost"), ("PORT", "port", "5432"), ("USER", "user", "postgres"),
@@ -278,7 +278,7 @@ def test_dbt_unit_tests_pass_in_ci(local_resources: dict, tmp_path: Path) -> Non
     lake, wh = local_resources["lake"], local_resources["warehouse"]
     land_batch(lake, 1)
     for source in ("orders", "customers"):
-        A.register_landed(lake, source)
+        A.register_source(lake, source)
         A.clean_from_lake(lake, source)
         wh.replace_rows(A.warehouse_table(source), [lake.uri(A.cleaned_key(source))], [A.KEYS[source]])
     out = subprocess.run(

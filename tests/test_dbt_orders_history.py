@@ -74,7 +74,7 @@ def land_batch(lake, warehouse, batch: int) -> None:
     for source, body in files.items():
         name = {"orders": "orders.csv", "customers": "customers.json", "products": "products.csv"}[source]
         lake.write_bytes(f"landing/{source}/date={date}/{name}", body.encode())
-        assert A.register_landed(lake, source, now=stamp)
+        assert A.register_source(lake, source, now=stamp)
         result = A.clean_from_lake(lake, source)
         assert result.reconciles and not result.rejected_files
         warehouse.replace_rows(A.warehouse_table(source), [lake.uri(A.cleaned_key(source))], [A.KEYS[source]])
@@ -146,7 +146,7 @@ def test_three_batches_out_of_order_on_duckdb(local_resources: dict) -> None:
 @pytest.mark.postgres
 def test_three_batches_out_of_order_on_postgres(local_resources: dict, postgres_db: str,
                                                 monkeypatch: pytest.MonkeyPatch) -> None:
-    from ecommerce_assets.resources.aws_warehouse import PostgresWarehouse
+    from ecommerce_assets.storage.warehouses.postgres import PostgresWarehouse
 
     info = psycopg.conninfo.conninfo_to_dict(postgres_db)
     for var, key, default in (("HOST", "host", "localhost"), ("PORT", "port", "5432"), ("USER", "user", "postgres"),

@@ -15,10 +15,10 @@ from pathlib import Path
 import boto3
 import pytest
 
-from ecommerce_assets.catalog_sim import CatalogSimulator
 from ecommerce_assets.cli import main as cli_main
+from ecommerce_assets.dev.catalog_sim import CatalogSimulator
+from ecommerce_assets.dev.products_api_sim import start_products_api_sim
 from ecommerce_assets.pipelines import PIPELINES, turn_on_hint
-from ecommerce_assets.products_api_sim import start_products_api_sim
 from ecommerce_assets.settings import declared_settings
 from tests.conftest import MOTO_REGION, free_port
 
@@ -121,7 +121,7 @@ def test_local_apis_are_asked_with_their_key_and_landed_files_turn_a_pipeline_on
 
 
 def test_local_stream_log_with_other_shards_is_named(data_dir: Path, monkeypatch, capsys) -> None:
-    from ecommerce_assets.resources.stream import LocalStream
+    from ecommerce_assets.storage.stream import LocalStream
 
     LocalStream(path=str(data_dir / "state" / "stream.sqlite"), shards=4).put_records([("536365", b"{}")])
     monkeypatch.setenv("ECOMMERCE_STREAM_SHARDS", "2")

@@ -11,11 +11,12 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from ecommerce_assets.arrival import ArrivalCursor, scan
+from ecommerce_assets.lib.arrival import ArrivalCursor, scan
 from ecommerce_assets.resources import build_resources
-from ecommerce_assets.resources.lake import LocalLake
-from ecommerce_assets.resources.warehouse import DuckDBWarehouse, quote_ident
 from ecommerce_assets.settings import get_settings
+from ecommerce_assets.storage.lake import LocalLake
+from ecommerce_assets.storage.warehouses.base import quote_ident
+from ecommerce_assets.storage.warehouses.duckdb import DuckDBWarehouse
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -77,58 +78,45 @@ _WRITER = """
 import os, sys
 from pathlib import Path
 import duckdb
-import ecommerce_assets.resources.warehouse as w
+import ecommerce_assets.storage.warehouses.duckdb as w
 w.SERIALIZE_WRITERS = os.environ.get("FAULTS_WRITER_LOCK", "on") != "off"
 db, name, how = sys.argv[1], sys.argv[2], sys.argv[3]
 wh = w.DuckDBWarehouse(database=db)
 for i in range(10):
-    if how == "resource":  # the warehouse resource: the lock, then dagster-duckdb's connection (it retries)
-        wh.execute("INSERT INTO t VALUES (?, ?)", [name, i])
+    if how == "resource":  # the warehouse: the lock, then its connection
+        wh.execute("INSERT INTO t VALUES (?, ?, epoch(now()))", [name, i])  # the time it is written
     else:  # what dbt and the catalog do: the lock, then a plain connection that never retries
         with w.file_lock(Path(db)):
             con = duckdb.connect(db)
-            con.execute("INSERT INTO t VALUES (?, ?)", [name, i])
+            con.execute("INSERT INTO t VALUES (?, ?, epoch(now()))", [name, i])
             con.close()
 """
 
 
-def _lock_waiters(lock_file: Path) -> set[int]:
-    """The processes blocked in ``flock`` on ``lock_file`` (the ``->`` lines of /proc/locks)."""
-    inode = lock_file.stat().st_ino
-    waiters = set()
-    for line in Path("/proc/locks").read_text().splitlines():
-        fields = line.split()
-        if "->" in fields and fields[fields.index("->") + 1] == "FLOCK":
-            pid, dev_inode = fields[fields.index("->") + 4], fields[fields.index("->") + 5]
-            if int(dev_inode.rsplit(":", 1)[1]) == inode:
-                waiters.add(int(pid))
-    return waiters
-
-
 def test_duckdb_writers_in_several_processes_are_serialized(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Three processes write while this one holds the warehouse: each must wait for the writers' lock
-    (seen blocked in /proc/locks), then write. Without the lock (``FAULTS_WRITER_LOCK=off``) the plain
-    connections (dbt's and the catalog's way) fail at once with DuckDB's "Could not set lock on file"."""
-    import ecommerce_assets.resources.warehouse as warehouse
+    """Three processes write while this one holds the warehouse: each must wait for the writers' lock, so
+    every row they write is written after this process let go. Without the lock (``FAULTS_WRITER_LOCK=off``)
+    the plain connections (dbt's and the catalog's way) fail at once with DuckDB's "Could not set lock on file"."""
+    import ecommerce_assets.storage.warehouses.duckdb as warehouse
     from tests.faults import WRITER_LOCK
 
     monkeypatch.setattr(warehouse, "SERIALIZE_WRITERS", WRITER_LOCK)
     db = tmp_path / "w.duckdb"
     wh = DuckDBWarehouse(database=str(db))
-    wh.execute("CREATE TABLE t (writer VARCHAR, i INTEGER)")
-    with wh.connect():  # holds the lock and the file
+    wh.execute("CREATE TABLE t (writer VARCHAR, i INTEGER, written_at DOUBLE)")
+    with wh.connect():  # holds the lock and the file while the writers start and try
         procs = [subprocess.Popen([sys.executable, "-c", _WRITER, str(db), f"p{n}", how], stderr=subprocess.PIPE)
                  for n, how in enumerate(("plain", "resource", "plain"))]
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:  # all three waiting on the lock, or one already gave up
-            if any(p.poll() is not None for p in procs):
-                break
-            if Path(f"{db}.lock").exists() and {p.pid for p in procs} <= _lock_waiters(Path(f"{db}.lock")):
-                break
+        deadline = time.monotonic() + 8  # long enough for each to import and reach the lock
+        while time.monotonic() < deadline and not any(p.poll() is not None for p in procs):
             time.sleep(0.05)
+        released = time.time()
     errors = [p.communicate(timeout=180)[1].decode() for p in procs]
     assert [p.returncode for p in procs] == [0, 0, 0], "\n".join(e[-600:] for e in errors)
-    assert wh.query("SELECT count(*) AS n FROM t").column("n")[0].as_py() == 30
+    rows = wh.query("SELECT count(*) AS n, min(written_at) AS first FROM t").to_pylist()[0]
+    assert rows["n"] == 30
+    early = wh.query("SELECT writer, min(written_at) - ? AS s FROM t GROUP BY writer", [released]).to_pylist()
+    assert rows["first"] >= released, f"a writer wrote while another process held the warehouse: {early}"
 
 
 def test_replace_rows_upserts_by_key(tmp_path: Path) -> None:

@@ -44,7 +44,7 @@ import pyarrow as pa
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from ecommerce_assets.resources.lake import LocalLake
+from ecommerce_assets.storage.lake import LocalLake
 from ecommerce_assets.transforms import catalog as catalog_tf
 from ecommerce_assets.transforms import retail
 from ecommerce_assets.transforms import transactions as tx

@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 import requests
 
-from ecommerce_assets.ingest_api import ApiServer, create_app
-from ecommerce_assets.resources.kv_store import build_kv_store
-from ecommerce_assets.resources.stream import Stream, build_stream
+from ecommerce_assets.services.ingest_api import ApiServer, create_app
 from ecommerce_assets.settings import get_settings
+from ecommerce_assets.storage.kv_store import build_kv_store
+from ecommerce_assets.storage.stream import Stream, build_stream
 
 LINE = {"InvoiceNo": "536365", "StockCode": "85123A", "Description": "WHITE HANGING HEART T-LIGHT HOLDER",
         "Quantity": "6", "InvoiceDate": "12/1/2010 8:26", "UnitPrice": "2.55", "CustomerID": "17850.0",
@@ -148,7 +148,7 @@ def test_a_bad_body_is_400(api: tuple[str, Stream], body: bytes, rule: str) -> N
 def test_get_invoice_404_then_200_and_health(api: tuple[str, Stream]) -> None:
     url, _ = api
     assert requests.get(f"{url}/invoices/536365", timeout=10).status_code == 404
-    from ecommerce_assets.transforms.stream import kv_items, type_batch
+    from ecommerce_assets.transforms.stream_batches import kv_items, type_batch
 
     requests.post(f"{url}/orders", json=[LINE, {**LINE, "Quantity": 2}], timeout=10).raise_for_status()
     stream = build_stream(get_settings())

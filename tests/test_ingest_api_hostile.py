@@ -30,11 +30,11 @@ import requests
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from ecommerce_assets.ingest_api import ApiServer, create_app
-from ecommerce_assets.resources.kv_store import build_kv_store
-from ecommerce_assets.resources.stream import Stream, build_stream
+from ecommerce_assets.services.ingest_api import ApiServer, create_app
 from ecommerce_assets.settings import get_settings
-from ecommerce_assets.transforms.stream import FIELDS, decode_record
+from ecommerce_assets.storage.kv_store import build_kv_store
+from ecommerce_assets.storage.stream import Stream, build_stream
+from ecommerce_assets.transforms.order_lines import FIELDS, decode_record
 
 TOKEN = "hostile-test-token"
 HEADERS = {"Content-Type": "application/json", "Authorization": f"Bearer {TOKEN}"}

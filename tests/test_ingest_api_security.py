@@ -25,15 +25,15 @@ from pathlib import Path
 import pytest
 import requests
 
-from ecommerce_assets import ingest_api
 from ecommerce_assets.cli import main as cli_main
-from ecommerce_assets.cli.replay import replay_file
-from ecommerce_assets.ingest_api import ApiServer, create_app
-from ecommerce_assets.resources.kv_store import build_kv_store
-from ecommerce_assets.resources.stream import Stream, build_stream
+from ecommerce_assets.dev.replay import replay_file
 from ecommerce_assets.samples import retail_sample_path
+from ecommerce_assets.services import ingest_api
+from ecommerce_assets.services.ingest_api import ApiServer, create_app
 from ecommerce_assets.settings import get_settings
-from ecommerce_assets.transforms.stream import MAX_BODY_BYTES
+from ecommerce_assets.storage.kv_store import build_kv_store
+from ecommerce_assets.storage.stream import Stream, build_stream
+from ecommerce_assets.transforms.order_lines import MAX_BODY_BYTES
 from tests.conftest import free_port
 
 CLI = Path(sys.executable).parent / "ecommerce-assets"

@@ -7,16 +7,25 @@ from pathlib import Path
 
 import pytest
 
-from ecommerce_assets.resources.kv_store import DynamoDBKeyValueStore, KeyValueStore, LocalKeyValueStore
-from ecommerce_assets.transforms.stream import invoice_document
+from ecommerce_assets.storage.kv_store import DynamoDBKeyValueStore, KeyValueStore, LocalKeyValueStore
+from ecommerce_assets.transforms.stream_batches import invoice_document
 
 
 def _item(invoice: str, stock: str, seq: int, qty: int, customer: str | None, price: str = "2.550") -> dict:
-    return {"invoice_no": invoice, "line_key": f"{stock}#shardId-000000000000#{seq:020d}", "stock_code": stock,
-            "description": f"item {stock}", "quantity": qty, "unit_price": price,
-            "invoice_date": "2010-12-01T08:26:00", "customer_id": customer, "country": "United Kingdom",
-            "cancelled": invoice.startswith("C"), "shard_id": "shardId-000000000000",
-            "sequence_number": f"{seq:020d}"}
+    return {
+        "invoice_no": invoice,
+        "line_key": f"{stock}#shardId-000000000000#{seq:020d}",
+        "stock_code": stock,
+        "description": f"item {stock}",
+        "quantity": qty,
+        "unit_price": price,
+        "invoice_date": "2010-12-01T08:26:00",
+        "customer_id": customer,
+        "country": "United Kingdom",
+        "cancelled": invoice.startswith("C"),
+        "shard_id": "shardId-000000000000",
+        "sequence_number": f"{seq:020d}",
+    }
 
 
 BATCH_1 = [
@@ -32,16 +41,15 @@ BATCH_2 = [
 ]
 
 
-
-
 @pytest.fixture(params=["local", "dynamodb"])
 def store(request: pytest.FixtureRequest, tmp_path: Path) -> KeyValueStore:
     if request.param == "local":
         kv: KeyValueStore = LocalKeyValueStore(path=str(tmp_path / "kv.sqlite"))
     else:
         endpoint = request.getfixturevalue("moto_endpoint")
-        kv = DynamoDBKeyValueStore(table_prefix=f"t{uuid.uuid4().hex[:8]}-", endpoint_url=endpoint,
-                                   region_name="us-east-1")
+        kv = DynamoDBKeyValueStore(
+            table_prefix=f"t{uuid.uuid4().hex[:8]}-", endpoint_url=endpoint, region_name="us-east-1"
+        )
     kv.ensure()
     kv.ensure()  # idempotent
     return kv
@@ -87,3 +95,35 @@ def test_processing_a_batch_twice_changes_nothing(store: KeyValueStore) -> None:
 def test_table_prefix_is_checked(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="ECOMMERCE_KV_TABLE_PREFIX"):
         LocalKeyValueStore(path=str(tmp_path / "kv.sqlite"), table_prefix='x"; DROP').ensure()
+
+
+def test_dynamodb_ensure_waits_for_a_table_another_process_created(moto_endpoint: str) -> None:
+    """``ensure`` finds a table missing, and another process creates it first (ResourceInUseException on our
+    CreateTable): not an error; ``ensure`` waits until both tables are ACTIVE (boto3's ``table_exists`` waiter)."""
+    import boto3
+
+    kv = DynamoDBKeyValueStore(
+        table_prefix=f"t{uuid.uuid4().hex[:8]}-", endpoint_url=moto_endpoint, region_name="us-east-1"
+    )
+    other = boto3.client("dynamodb", endpoint_url=moto_endpoint, region_name="us-east-1")
+    raced: list[str] = []
+
+    def create_first(params: dict, **_: object) -> None:  # runs just before each CreateTable of ours is sent
+        other.create_table(
+            TableName=params["TableName"],
+            KeySchema=params["KeySchema"],
+            AttributeDefinitions=params["AttributeDefinitions"],
+            BillingMode="PAY_PER_REQUEST",
+        )
+        raced.append(params["TableName"])
+
+    client = kv._dynamodb().meta.client
+    client.meta.events.register("before-parameter-build.dynamodb.CreateTable", create_first)
+    try:
+        kv.ensure()
+    finally:
+        client.meta.events.unregister("before-parameter-build.dynamodb.CreateTable", create_first)
+    assert sorted(raced) == sorted([kv._name("invoices"), kv._name("customers")])
+    for name in raced:
+        assert other.describe_table(TableName=name)["Table"]["TableStatus"] == "ACTIVE"
+    assert kv.put_lines(BATCH_2).lines == 2 and len(kv.get_invoice_lines("536414")) == 1

@@ -13,7 +13,7 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from ecommerce_assets.resources.lake import TMP_PREFIX, LocalLake
+from ecommerce_assets.storage.lake import TMP_PREFIX, LocalLake
 
 FOLDER = "processed/demo/cleaned/"
 
@@ -77,7 +77,7 @@ def test_a_killed_writer_leaves_the_old_folder_and_the_next_write_sweeps_its_lef
         _write_folder(con, uri, 7)
     script = textwrap.dedent(f"""
         import os, signal, duckdb
-        from ecommerce_assets.resources.lake import LocalLake
+        from ecommerce_assets.storage.lake import LocalLake
         lake = LocalLake(base_dir={lake.base_dir!r})
         with lake.writing({FOLDER!r}) as uri:
             duckdb.execute("COPY (SELECT 1 AS i, 0 AS part) TO ? (FORMAT parquet, PARTITION_BY (part))", [uri])

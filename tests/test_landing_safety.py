@@ -20,10 +20,11 @@ import dagster as dg
 import duckdb
 import pytest
 
-from ecommerce_assets.orchestration import catch_up
-from ecommerce_assets.registration import register_landed
-from ecommerce_assets.resources.lake import NAME_MAX, LocalLake, UnsafeObjectError, fit_name
+from ecommerce_assets.lib.metadata import registration_metadata
+from ecommerce_assets.runtime.catchup import catch_up
 from ecommerce_assets.samples import retail_sample_path
+from ecommerce_assets.storage.lake import NAME_MAX, LocalLake, UnsafeObjectError, fit_name
+from ecommerce_assets.storage.registration import register_landed
 from ecommerce_assets.transforms.files import MAX_LINE_BYTES
 from tests.retail_helpers import GOOD, write_csv
 from tests.test_retail_pipeline import expected_from_csv
@@ -148,7 +149,7 @@ def test_registration_of_a_transactions_partition_isolates_a_link(tmp_path: Path
     assert [(r["file"], r["rule"]) for r in reg.rejected] == [(landing + "b.json", "symlink")]
     reason = json.loads(lake.read_bytes("quarantine/transactions/landing/date=2024-03-01/b.json.reason.json"))
     assert reason["rule"] == "symlink" and PASSWD_MARKER not in json.dumps(reason) + "".join(logged)
-    assert reg.metadata(lake, raw)["quarantined_at_landing"] == 1
+    assert registration_metadata(reg, lake, raw)["quarantined_at_landing"] == 1
 
 
 def test_long_names_fit_the_file_system() -> None:

@@ -27,9 +27,9 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from ecommerce_assets.resources.lake import LocalLake
-from ecommerce_assets.resources.warehouse import file_lock
 from ecommerce_assets.samples.orders import land_batch
+from ecommerce_assets.storage.lake import LocalLake
+from ecommerce_assets.storage.warehouses.duckdb import file_lock
 from tests.daemon import LiveDagster, env_for
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]

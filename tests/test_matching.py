@@ -12,7 +12,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from ecommerce_assets.catalog_sim import distributor_inventory_rows, distributor_truth, generate_catalog
+from ecommerce_assets.dev.catalog_sim import distributor_inventory_rows, distributor_truth, generate_catalog
 from ecommerce_assets.transforms import catalog as tf
 from ecommerce_assets.transforms import matching
 

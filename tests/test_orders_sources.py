@@ -17,7 +17,7 @@ import pytest
 
 from ecommerce_assets.defs.orders import assets as A
 from ecommerce_assets.defs.orders import dbt as D
-from ecommerce_assets.products_api_sim import SAMPLE_PRODUCTS, ProductsApiSim
+from ecommerce_assets.dev.products_api_sim import SAMPLE_PRODUCTS, ProductsApiSim
 from ecommerce_assets.resources.products_api import ProductsApi
 from ecommerce_assets.samples.orders import BATCH_DATES, FILES, sample_bytes
 
@@ -127,7 +127,7 @@ def test_a_stale_source_fails_its_freshness_check(local_resources: dict) -> None
     source that never landed passes its check; a required one fails it (WARN)."""
     lake, wh = local_resources["lake"], local_resources["warehouse"]
     land(lake, ["orders"])
-    A.register_landed(lake, "orders", now=dt.datetime.now(dt.UTC) - dt.timedelta(days=10))
+    A.register_source(lake, "orders", now=dt.datetime.now(dt.UTC) - dt.timedelta(days=10))
     A.clean_from_lake(lake, "orders")
     result = dg.materialize([A.load_orders, D.orders_source_freshness], resources=local_resources,
                             selection=dg.AssetSelection.assets(A.load_orders).without_checks()

@@ -125,8 +125,8 @@ def test_registration_is_once_and_quarantine_lands_in_the_lake(local_resources: 
     lake = local_resources["lake"]
     lake.write_bytes("landing/orders/date=2026-01-01/orders.csv", (HEADER + "O1,C1,P1,2026-01-01,1,10,,\n").encode())
     lake.write_bytes("landing/orders/date=2026-01-02/orders.csv", b"order_id\nO2\n")
-    first = A.register_landed(lake, "orders")
-    assert len(first) == 2 and A.register_landed(lake, "orders") == []
+    first = A.register_source(lake, "orders")
+    assert len(first) == 2 and A.register_source(lake, "orders") == []
     assert first == sorted(first)  # file order = raw key order
     result = A.clean_from_lake(lake, "orders")
     assert result.rows_out == 1 and len(result.rejected_files) == 1
@@ -271,7 +271,7 @@ def test_links_and_special_files_in_landing_get_a_reason_and_the_batch_goes_on(l
     (landing / "passwd.csv").symlink_to(secret)
     os.mkfifo(landing / "pipe.csv")
     refused: list[dict[str, str]] = []
-    new = A.register_landed(lake, "orders", rejected=refused)
+    new = A.register_source(lake, "orders", rejected=refused)
     assert [k.rsplit("-", 1)[-1] for k in new] == ["orders.csv"]
     assert sorted((r["file"].rsplit("/", 1)[-1], r["rule"]) for r in refused) == [
         ("passwd.csv", "symlink"), ("pipe.csv", "not_a_regular_file")]
@@ -286,14 +286,14 @@ def test_links_and_special_files_in_landing_get_a_reason_and_the_batch_goes_on(l
     # the link replaced by a regular file: registered, and its old reason goes
     (landing / "passwd.csv").unlink()
     (landing / "passwd.csv").write_text(HEADER + "O2,C1,P1,2026-01-01,1,10,,\n")
-    assert len(A.register_landed(lake, "orders")) == 1
+    assert len(A.register_source(lake, "orders")) == 1
     assert not lake.exists(A.landing_reason_key("orders", "landing/orders/date=2026-01-01/passwd.csv"))
 
 
 def test_a_raw_file_that_cannot_be_cleaned_is_quarantined_and_the_others_go_on(local_resources: dict) -> None:
     lake = local_resources["lake"]
     lake.write_bytes("landing/orders/date=2026-01-01/orders.csv", (HEADER + "O1,C1,P1,2026-01-01,1,10,,\n").encode())
-    A.register_landed(lake, "orders")
+    A.register_source(lake, "orders")
     lake.write_bytes("raw/orders/date=2026-01-01/dropped-by-hand.csv", (HEADER + "O2,C1,P1,2026-01-01,1,10,,\n").encode())
     result = A.clean_from_lake(lake, "orders")
     assert result.rows_out == 1 and result.files_in == 2

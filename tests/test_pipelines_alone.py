@@ -127,7 +127,7 @@ def test_run_on_an_empty_data_dir_creates_the_landing_folders(tmp_path: Path) ->
 def test_catalog_alone_with_fetch(tmp_path: Path) -> None:
     import re
 
-    from ecommerce_assets.catalog_sim import CatalogSimulator
+    from ecommerce_assets.dev.catalog_sim import CatalogSimulator
 
     key = "alone-test-key-3f9a"
     sim = CatalogSimulator(port=0, required_key=key).start()
@@ -180,7 +180,7 @@ def orders_files_expected() -> dict[str, int]:
 
 @pytest.mark.parametrize("sources", ["files", "api", "both"])
 def test_orders_alone(tmp_path: Path, sources: str) -> None:
-    from ecommerce_assets.products_api_sim import SAMPLE_PRODUCTS, start_products_api_sim
+    from ecommerce_assets.dev.products_api_sim import SAMPLE_PRODUCTS, start_products_api_sim
 
     settings: dict[str, str] = {}
     sim = None
@@ -228,7 +228,7 @@ def test_transactions_alone(tmp_path: Path) -> None:
     assert_skipped(result, env, {"retail", "catalog", "orders"})
     partitions = {d for d in TRANSACTION_DATES if any(f"[{d}]" in ln.text for ln in result.runs)}
     assert partitions == set(TRANSACTION_DATES), result.show()
-    assert sum(ln.rows.get("transactions", 0) for ln in result.runs) == expected["transactions"], result.show()
+    assert sum(ln.rows.get("transactions/processed", 0) for ln in result.runs) == expected["transactions"], result.show()
     assert duckdb_tables(warehouse(env), ["transactions", *ANALYTICS]) == expected
 
 

@@ -8,7 +8,7 @@ import dagster as dg
 import pytest
 
 from ecommerce_assets.defs.orders import assets as A
-from ecommerce_assets.products_api_sim import SAMPLE_PRODUCTS, ProductsApiSim
+from ecommerce_assets.dev.products_api_sim import SAMPLE_PRODUCTS, ProductsApiSim
 from ecommerce_assets.resources.products_api import ProductsApi, ProductsApiError, ProductsPayloadError
 
 

@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 
 from ecommerce_assets.defs.retail.checks import reconcile
-from ecommerce_assets.transforms import quality
+from ecommerce_assets.lib import quality
 
 
 @pytest.fixture

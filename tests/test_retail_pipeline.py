@@ -16,9 +16,9 @@ import dagster as dg
 import duckdb
 import pytest
 
-from ecommerce_assets.orchestration import catch_up, execute, load_definitions
-from ecommerce_assets.resources.lake import Lake
+from ecommerce_assets.runtime.catchup import catch_up, execute, load_definitions
 from ecommerce_assets.samples import retail_sample_path
+from ecommerce_assets.storage.lake import Lake
 from tests.conftest import FULL_RETAIL
 from tests.retail_helpers import GOOD, HEADER, write_csv
 
@@ -161,7 +161,7 @@ def test_failed_blocking_check_stops_the_star_schema(data_dir: Path, local_resou
     from ecommerce_assets.defs.retail import assets, checks
 
     @dg.asset(key=assets.CLEANED_KEY)
-    def defective_cleaned(lake: Lake) -> None:
+    def defective_cleaned(lake: dg.ResourceParam[Lake]) -> None:
         con = duckdb.connect()
         out = lake.output_uri(assets.CLEANED + "invoice_date=2010-12-01/part_0.parquet")
         con.execute(

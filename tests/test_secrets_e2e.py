@@ -67,7 +67,7 @@ import boto3
 import httpx
 import pytest
 
-from ecommerce_assets.catalog_sim import CatalogSimulator
+from ecommerce_assets.dev.catalog_sim import CatalogSimulator
 from tests.conftest import MOTO_REGION, free_port
 from tests.pipeline_inputs import (
     DISTRIBUTOR_SAMPLE,

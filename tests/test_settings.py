@@ -94,8 +94,8 @@ def test_sellers_tokens_and_region(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def test_aws_clients_honour_aws_region_alone(monkeypatch: pytest.MonkeyPatch) -> None:
     """With only AWS_REGION set (no AWS_DEFAULT_REGION, no config file), the Kinesis and DynamoDB clients build."""
-    from ecommerce_assets.resources.kv_store import build_kv_store
-    from ecommerce_assets.resources.stream import build_stream
+    from ecommerce_assets.storage.kv_store import build_kv_store
+    from ecommerce_assets.storage.stream import build_stream
 
     for var in ("AWS_DEFAULT_REGION", "AWS_CONFIG_FILE", "AWS_PROFILE"):
         monkeypatch.delenv(var, raising=False)

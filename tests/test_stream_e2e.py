@@ -22,12 +22,12 @@ import dagster as dg
 import pytest
 import requests
 
-from ecommerce_assets.cli.replay import ReplaySummary, replay_file
 from ecommerce_assets.defs.stream.assets import FIREHOSE_TABLE
-from ecommerce_assets.defs.stream.runner import run_batch
 from ecommerce_assets.defs.stream.sensors import StreamBatch, stream_sensor
+from ecommerce_assets.dev.replay import ReplaySummary, replay_file
+from ecommerce_assets.dev.stream_demo import run_batch
 from ecommerce_assets.resources import build_resources
-from ecommerce_assets.transforms.stream import from_jsonl
+from ecommerce_assets.transforms.stream_batches import from_jsonl
 from tests.conftest import RETAIL_SAMPLE_5000, free_port
 
 LINES = 3000

@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 
 from ecommerce_assets.resources import build_resources
-from ecommerce_assets.transforms.stream import (
+from ecommerce_assets.transforms.stream_batches import (
     archive_key,
     batch_date,
     from_jsonl,

@@ -9,8 +9,7 @@ from pathlib import Path
 import boto3
 import pytest
 
-from ecommerce_assets.resources.stream import KinesisStream, LocalStream, shard_index, shard_name
-from ecommerce_assets.transforms.stream import sequence_int
+from ecommerce_assets.storage.stream import KinesisStream, LocalStream, sequence_int, shard_index, shard_name
 
 WRITERS = 4
 PER_WRITER = 150
@@ -89,8 +88,6 @@ def test_shard_routing_spreads_invoices() -> None:
     assert min(counts) > 350  # a constant key would put everything in one shard
 
 
-
-
 def test_kinesis_on_moto_server(moto_endpoint: str) -> None:
     name = f"orders-{uuid.uuid4().hex[:8]}"
     stream = KinesisStream(stream_name=name, endpoint_url=moto_endpoint, region_name="us-east-1", shards=3)
@@ -117,5 +114,52 @@ def test_kinesis_on_moto_server(moto_endpoint: str) -> None:
     in_shard = [seq for s, seq in placed if s == shard]
     window = stream.read_range(shard, in_shard[5], in_shard[20])
     assert [r.sequence_number for r in window] == in_shard[5:21]
-    assert boto3.client("kinesis", endpoint_url=moto_endpoint).describe_stream_summary(
-        StreamName=name)["StreamDescriptionSummary"]["OpenShardCount"] == 3
+    assert (
+        boto3.client("kinesis", endpoint_url=moto_endpoint).describe_stream_summary(StreamName=name)[
+            "StreamDescriptionSummary"
+        ]["OpenShardCount"]
+        == 3
+    )
+
+
+def test_kinesis_ensure_waits_for_a_stream_another_process_created(moto_endpoint: str) -> None:
+    """``ensure`` finds the stream missing, and another process creates it first (ResourceInUseException on our
+    CreateStream): not an error; ``ensure`` waits for that stream (boto3's ``stream_exists`` waiter)."""
+    name = f"orders-{uuid.uuid4().hex[:8]}"
+    stream = KinesisStream(stream_name=name, endpoint_url=moto_endpoint, region_name="us-east-1", shards=2)
+    other = boto3.client("kinesis", endpoint_url=moto_endpoint, region_name="us-east-1")
+    raced: list[str] = []
+
+    def create_first(params: dict, **_: object) -> None:  # runs just before our CreateStream is sent
+        other.create_stream(StreamName=params["StreamName"], ShardCount=3)
+        raced.append(params["StreamName"])
+
+    client = stream._client()
+    client.meta.events.register("before-parameter-build.kinesis.CreateStream", create_first)
+    try:
+        stream.ensure()
+    finally:
+        client.meta.events.unregister("before-parameter-build.kinesis.CreateStream", create_first)
+    assert raced == [name]
+    assert stream.shard_ids() == [shard_name(i) for i in range(3)]  # the other process's stream, ACTIVE
+
+
+def test_waiting_for_active_names_what_timed_out_and_keeps_aws_errors(
+    moto_endpoint: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A resource that never turns ACTIVE within ``ACTIVE_WAIT``: ``TimeoutError`` naming it. An AWS error
+    while waiting: the ``ClientError`` itself, as the call gave it (not the waiter's wrapper)."""
+    from botocore.exceptions import ClientError
+
+    import ecommerce_assets.storage.stream as stream_module
+
+    monkeypatch.setattr(stream_module, "ACTIVE_WAIT", {"Delay": 1, "MaxAttempts": 2})
+    dynamodb = boto3.client("dynamodb", endpoint_url=moto_endpoint, region_name="us-east-1")
+    with pytest.raises(TimeoutError, match="DynamoDB table nope is not ACTIVE after 2 s"):
+        stream_module.wait_until_active(dynamodb, "table_exists", "DynamoDB table nope", TableName="nope")
+
+    kinesis = boto3.client("kinesis", endpoint_url=moto_endpoint, region_name="us-east-1")
+    with pytest.raises(ClientError) as info:
+        stream_module.wait_until_active(kinesis, "stream_exists", "Kinesis stream nope", StreamName="nope")
+    assert info.value.response["Error"]["Code"] == "ResourceNotFoundException"
+    assert info.value.operation_name == "DescribeStream"

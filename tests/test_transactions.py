@@ -10,8 +10,8 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from ecommerce_assets.resources.lake import LocalLake
-from ecommerce_assets.transactions_generator import PRODUCTS, generate_files
+from ecommerce_assets.services.transactions_generator import PRODUCTS, generate_files
+from ecommerce_assets.storage.lake import LocalLake
 from ecommerce_assets.transforms import transactions as tx
 
 DATE = "2026-11-20"
@@ -238,9 +238,9 @@ def test_assets_materialize_register_the_catalog_and_rerun_idempotently(local_re
             assert result.success
             checks = {c.check_name: c.passed for c in result.get_asset_check_evaluations()}
             assert checks == {"counts_reconcile": True, "transaction_id_unique": True, "no_quarantined_files": False}
-        md = result.asset_materializations_for_node("transactions")[0].metadata
+        md = result.asset_materializations_for_node("transactions__processed")[0].metadata
         assert md["dagster/row_count"].value == 10 and md["records_quarantined"].value == 6
-        raw_md = result.asset_materializations_for_node("transactions_raw")[0].metadata
+        raw_md = result.asset_materializations_for_node("transactions__raw")[0].metadata
         assert raw_md["raw_files"].value == 7 and raw_md["newly_registered"].value == 0  # second run: nothing new
         warehouse = local_resources["warehouse"]
         assert warehouse.query("SELECT count(*) AS n FROM lake.transactions").column("n")[0].as_py() == 10

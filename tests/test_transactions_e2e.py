@@ -26,8 +26,8 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from ecommerce_assets.resources.lake import LocalLake
-from ecommerce_assets.transactions_generator import generate_files
+from ecommerce_assets.services.transactions_generator import generate_files
+from ecommerce_assets.storage.lake import LocalLake
 from tests.conftest import free_port
 
 pytestmark = pytest.mark.slow

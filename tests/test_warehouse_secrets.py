@@ -9,10 +9,11 @@ from __future__ import annotations
 import dagster as dg
 import pytest
 
-from ecommerce_assets.resources.aws_warehouse import DsnPasswordError, PostgresWarehouse, RedshiftWarehouse
 from ecommerce_assets.resources.dbt import dbt_connection_env
-from ecommerce_assets.resources.lake import LocalLake
 from ecommerce_assets.settings import Settings
+from ecommerce_assets.storage.lake import LocalLake
+from ecommerce_assets.storage.warehouses.postgres import DsnPasswordError, PostgresWarehouse
+from ecommerce_assets.storage.warehouses.redshift import RedshiftWarehouse
 
 SECRET = "Pw-7f3c9e-not-for-snapshots"
 
@@ -38,23 +39,32 @@ def test_a_dsn_with_a_password_is_refused_with_why_and_what_instead(dsn: str, cl
     assert SECRET not in message and SECRET not in repr(info.value)
 
 
-def test_a_dsn_from_an_env_var_is_checked_when_the_run_resolves_it(
-    lake: LocalLake, monkeypatch: pytest.MonkeyPatch
+def test_a_dsn_with_a_password_in_the_setting_fails_only_the_steps_that_use_it(
+    tmp_path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setenv("TEST_WAREHOUSE_DSN", f"postgresql://etl:{SECRET}@127.0.0.1:1/dev")
+    from ecommerce_assets.resources import build_resources
+    from ecommerce_assets.settings import get_settings
+
+    for name, value in {"ECOMMERCE_ENV": "aws", "ECOMMERCE_S3_BUCKET": "lake", "ECOMMERCE_WAREHOUSE": "postgres",
+                        "ECOMMERCE_DATA_DIR": str(tmp_path / "data"),
+                        "ECOMMERCE_WAREHOUSE_DSN": f"postgresql://etl:{SECRET}@127.0.0.1:1/dev"}.items():
+        monkeypatch.setenv(name, value)
+    resources = build_resources(get_settings())
 
     @dg.asset
-    def uses_warehouse(warehouse: PostgresWarehouse) -> None:
-        raise AssertionError("never reached: the resource is refused first")
+    def uses_warehouse(warehouse: dg.ResourceParam[PostgresWarehouse]) -> None:
+        warehouse.query("SELECT 1")
 
-    result = dg.materialize(
-        [uses_warehouse], resources={"warehouse": PostgresWarehouse(dsn=dg.EnvVar("TEST_WAREHOUSE_DSN"), lake=lake)},
-        raise_on_error=False,
-    )
+    @dg.asset
+    def uses_the_lake_only(lake: dg.ResourceParam[LocalLake]) -> str:
+        return lake.uri("x")
+
+    result = dg.materialize([uses_warehouse, uses_the_lake_only], resources=resources, raise_on_error=False)
     assert not result.success
+    assert result.output_for_node("uses_the_lake_only") == "s3://lake/x"
     text = "".join(str(e) for e in result.all_events)
-    assert "carries a password" in text and "DsnPasswordError" in text
-    assert SECRET not in text
+    assert "carries a password" in text and "ECOMMERCE_WAREHOUSE_DSN" in text
+    assert SECRET not in text and SECRET not in repr(resources)
 
 
 def test_password_from_pgpassword_reaches_libpq_and_dbt_never_the_config(
@@ -72,17 +82,17 @@ def test_password_from_pgpassword_reaches_libpq_and_dbt_never_the_config(
     seen: list[int] = []
 
     @dg.asset
-    def reads_warehouse(warehouse: PostgresWarehouse) -> None:
+    def reads_warehouse(warehouse: dg.ResourceParam[PostgresWarehouse]) -> None:
         seen.append(warehouse.query("SELECT 41 + 1 AS n").column("n")[0].as_py())
 
     result = dg.materialize([reads_warehouse], resources={"warehouse": wh}, instance=instance)
     assert result.success and seen == [42]
     run = instance.get_run_by_id(result.run_id)
     snapshot = dg.serialize_value(instance.get_job_snapshot(run.job_snapshot_id))
-    assert postgres_db.split("@", 1)[1] in snapshot  # the DSN is there (the scan looks at the right place)...
-    assert SECRET not in snapshot  # ...and the password is not
+    assert '"required_resource_keys": ["warehouse"]' in snapshot  # the scan looks at the right place...
+    assert SECRET not in snapshot  # ...and no part of the DSN is stored (the storage object has no config)
+    assert postgres_db.split("@", 1)[1] not in snapshot
     assert SECRET not in dg.serialize_value(run.run_config)
-    assert SECRET not in repr(wh.get_resource_definition().config_schema.as_field().default_value)
 
     # dbt's profile variables: the connection from the DSN, the password from PGPASSWORD
     monkeypatch.setenv("ECOMMERCE_ENV", "aws")

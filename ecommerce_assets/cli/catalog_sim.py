@@ -15,7 +15,7 @@ HELP = "run the seller catalog API simulator (demo sellers, injectable faults)"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from ecommerce_assets.catalog_sim import DEFAULT_SEED
+    from ecommerce_assets.dev.catalog_sim import DEFAULT_SEED
     from ecommerce_assets.settings import get_settings
 
     parser.add_argument("--port", type=int, default=get_settings().catalog_sim_port, help="port (default: %(default)s)")
@@ -35,8 +35,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    from ecommerce_assets.catalog_sim import CatalogSimulator, Faults
     from ecommerce_assets.cli._serve import serve_until_signalled
+    from ecommerce_assets.dev.catalog_sim import CatalogSimulator, Faults
 
     faults = Faults(
         rate_limit_first=args.inject_429, retry_after_seconds=args.retry_after, server_error_first=args.inject_500,

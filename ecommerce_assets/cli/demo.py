@@ -19,8 +19,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    from ecommerce_assets.demo import run_demo
-    from ecommerce_assets.reporting import startup_problems
+    from ecommerce_assets.dev.demo import run_demo
+    from ecommerce_assets.runtime.summary import startup_problems
 
     problems = startup_problems()
     if problems:

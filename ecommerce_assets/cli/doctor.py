@@ -21,7 +21,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    from ecommerce_assets.doctor import run_doctor
+    from ecommerce_assets.runtime.doctor import run_doctor
 
     report = run_doctor()
     print(report.to_json() if args.json else report.render())

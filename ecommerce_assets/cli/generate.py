@@ -29,7 +29,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def main(args: argparse.Namespace) -> int:
     from ecommerce_assets.resources import build_resources
-    from ecommerce_assets.transactions_generator import catalog_json, generate_files, land
+    from ecommerce_assets.services.transactions_generator import catalog_json, generate_files, land
 
     if args.catalog:
         print(catalog_json())

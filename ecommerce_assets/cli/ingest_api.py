@@ -68,7 +68,7 @@ def main(args: argparse.Namespace) -> int:
 
     import uvicorn
 
-    from ecommerce_assets.ingest_api import create_app
+    from ecommerce_assets.services.ingest_api import create_app
 
     config = uvicorn.Config(create_app(settings=settings, docs=args.docs), host=args.host, port=args.port,
                             log_level=args.log_level, ws="none", timeout_graceful_shutdown=3,

@@ -51,8 +51,8 @@ def storage_failure(exc: BaseException) -> str:
 
 
 def main(args: argparse.Namespace) -> int:
-    from ecommerce_assets.orchestration import catch_up, load_definitions
-    from ecommerce_assets.reporting import print_summary, startup_problems, startup_warnings
+    from ecommerce_assets.runtime.catchup import catch_up, load_definitions
+    from ecommerce_assets.runtime.summary import print_summary, startup_problems, startup_warnings
 
     start = time.monotonic()
     problems = startup_problems()

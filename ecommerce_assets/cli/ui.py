@@ -101,7 +101,7 @@ def _child_setup() -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    from ecommerce_assets.orchestration import ensure_dagster_home
+    from ecommerce_assets.runtime.catchup import ensure_dagster_home
 
     home = ensure_dagster_home()
     print(f"DAGSTER_HOME={home}; UI at http://{args.host}:{args.port}", flush=True)

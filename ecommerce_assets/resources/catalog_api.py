@@ -5,14 +5,17 @@ headers ``x-rapidapi-key`` and ``x-rapidapi-host``. The resource pages 1..n unti
 ``data.products`` is empty or ``max_pages`` pages, and hands every page back *exactly as received*
 (bytes) so the raw zone keeps what the API said.
 
-Resilience, per request:
+Resilience, per request (the session and retry policy come from ``ecommerce_assets.resources.http``):
 
-* a request-rate limit (``requests_per_second``, shared by every request of one client);
-* retries on HTTP 429, 5xx, timeouts, connection errors and a 200 whose body is not JSON, with
-  exponential backoff (``backoff_base_seconds * 2**attempt``, capped at ``backoff_max_seconds``) and full
-  jitter; a ``Retry-After`` header (seconds or an HTTP date) is honoured as the minimum wait;
+* a request-rate limit (``requests_per_second``, shared by every try of one client, retries included);
+* urllib3's ``Retry`` retries HTTP 429/500/502/503/504, timeouts and connection errors: ``max_retries``
+  retries, the first at once, retry n >= 2 after ``backoff_base_seconds * 2**(n - 1)`` plus up to
+  ``backoff_base_seconds`` of jitter, each wait capped at ``backoff_max_seconds``; a ``Retry-After`` header (seconds or an HTTP date)
+  is honoured instead of the backoff, capped at ``backoff_max_seconds``;
+* a 200 whose body is not JSON is fetched again (up to ``max_retries`` times, waiting the policy's
+  backoff; each fetch has the policy's retries of its own); after that the body is kept as received;
 * 401/403 raise ``CatalogAuthError`` naming ``ECOMMERCE_CATALOG_API_KEY`` (never retried);
-* any other 4xx raises ``CatalogApiError`` at once.
+* any other 4xx (and a 5xx outside the list above) raises ``CatalogApiError`` at once.
 
 The key is a secret: it is only ever put in the request header. It is excluded from the resource's
 repr, never logged, and never appears in URLs, errors or metadata.
@@ -20,19 +23,16 @@ repr, never logged, and never appears in URLs, errors or metadata.
 
 from __future__ import annotations
 
-import email.utils
 import json
-import random
-import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from urllib.parse import urlencode
 
 import dagster as dg
-import requests
 from pydantic import Field
 
+from ecommerce_assets.resources.http import RateLimiter, build_session, policy_of, send
 from ecommerce_assets.settings import Settings
 
 KEY_ENV_VAR = "ECOMMERCE_CATALOG_API_KEY"
@@ -74,22 +74,6 @@ class Page:
         return self.products is not None
 
 
-def parse_retry_after(value: str | None, now: float | None = None) -> float | None:
-    """Seconds to wait from a ``Retry-After`` header (delta-seconds or an HTTP date); None if absent/bad."""
-    if not value:
-        return None
-    value = value.strip()
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    return max(0.0, when.timestamp() - (now if now is not None else time.time()))
-
-
 def _inspect(body: bytes) -> tuple[bool, int | None, int | None]:
     """(is JSON, number of products or None, total_products or None)."""
     try:
@@ -104,24 +88,6 @@ def _inspect(body: bytes) -> tuple[bool, int | None, int | None]:
         len(products) if isinstance(products, list) else None,
         total if isinstance(total, int) and not isinstance(total, bool) else None,
     )
-
-
-class RateLimiter:
-    """At most ``per_second`` request starts per second (evenly spaced), shared across threads."""
-
-    def __init__(self, per_second: float, sleep: Callable[[float], None] = time.sleep):
-        self.interval = 1.0 / per_second if per_second > 0 else 0.0
-        self._next = 0.0
-        self._lock = threading.Lock()
-        self._sleep = sleep
-
-    def wait(self) -> None:
-        with self._lock:
-            now = time.monotonic()
-            start = max(now, self._next)
-            self._next = start + self.interval
-        if start > now:
-            self._sleep(start - now)
 
 
 class CatalogClient:
@@ -151,7 +117,12 @@ class CatalogClient:
         self.country = country
         self.product_condition = product_condition
         self._limiter = RateLimiter(requests_per_second)
-        self._session = requests.Session()
+        self._session = build_session(
+            attempts=max_retries + 1,
+            backoff_factor=backoff_base_seconds,
+            backoff_max=backoff_max_seconds,
+            limiter=self._limiter,
+        )
         self._log = log or (lambda _msg: None)
 
     def __repr__(self) -> str:  # never show the key
@@ -170,58 +141,45 @@ class CatalogClient:
         }
         return f"{self.base_url}/search?{urlencode(params)}"
 
-    def _backoff(self, attempt: int, retry_after: float | None) -> float:
-        ceiling = min(self.backoff_max, self.backoff_base * (2**attempt))
-        wait = random.uniform(0, ceiling)  # full jitter  # noqa: S311 - not cryptographic
-        if retry_after is not None:
-            wait = max(wait, min(retry_after, self.backoff_max))
-        return wait
-
     def fetch_page(self, seller_id: str, page: int, query: str = "") -> Page:
-        """GET one page, retrying transient failures; return its body exactly as received."""
+        """GET one page (the session retries transient failures); return its body exactly as received."""
         url = self.page_url(seller_id, page, query)
         attempts: list[Attempt] = []
-        for attempt in range(self.max_retries + 1):
-            self._limiter.wait()
-            retry_after: float | None = None
-            try:
-                resp = self._session.get(url, headers=self._headers, timeout=self.timeout)
-            except requests.Timeout:
-                outcome = "timeout"
-            except requests.ConnectionError:
-                outcome = "connection_error"
-            else:
-                code = resp.status_code
-                if code in (401, 403):
-                    raise CatalogAuthError(
-                        f"catalog API refused the key (HTTP {code}) for {url}: set {KEY_ENV_VAR} to a valid "
-                        "API key (and ECOMMERCE_CATALOG_API_HOST to the API's host)"
+        for fetch in range(self.max_retries + 1):  # again only for a 200 whose body is not JSON
+            exchange = send(self._session, "GET", url, headers=self._headers, timeout=self.timeout)
+            attempts += [Attempt(page, t.outcome, t.wait_seconds, t.retry_after) for t in exchange.failures]
+            for failed in exchange.failures:
+                if not failed.gave_up:
+                    self._log(
+                        f"seller {seller_id} page {page}: {failed.outcome}; retried after {failed.wait_seconds:.2f}s"
                     )
-                if code == 429 or code >= 500:
-                    outcome = f"http_{code}"
-                    retry_after = parse_retry_after(resp.headers.get("Retry-After"))
-                elif code >= 400:
-                    raise CatalogApiError(f"catalog API answered HTTP {code} for {url}: {resp.text[:200]}")
-                else:
-                    is_json, n, total = _inspect(resp.content)
-                    if is_json:
-                        attempts.append(Attempt(page=page, outcome="ok"))
-                        return Page(page, resp.content, code, n, total, attempts)
-                    outcome = "malformed_json"
-                    if attempt == self.max_retries:
-                        # keep what arrived: the raw zone stores it and cleaning quarantines it
-                        attempts.append(Attempt(page=page, outcome=outcome))
-                        self._log(f"page {page} of seller {seller_id} is still not JSON after {attempt + 1} tries")
-                        return Page(page, resp.content, code, None, None, attempts)
-            if attempt == self.max_retries:
-                attempts.append(Attempt(page=page, outcome=outcome, retry_after=retry_after))
+            if exchange.last is not None:  # the policy gave up on a 429/5xx, a timeout or a connection error
                 raise CatalogApiError(
-                    f"catalog API failed for {url} after {attempt + 1} attempts (last: {outcome}); "
+                    f"catalog API failed for {url} after {len(attempts)} attempts (last: {exchange.last.outcome}); "
                     f"outcomes: {', '.join(a.outcome for a in attempts)}"
                 )
-            wait = self._backoff(attempt, retry_after)
-            attempts.append(Attempt(page=page, outcome=outcome, wait_seconds=wait, retry_after=retry_after))
-            self._log(f"seller {seller_id} page {page}: {outcome}; retry {attempt + 1}/{self.max_retries} in {wait:.2f}s")
+            resp = exchange.response
+            assert resp is not None  # no last failure: the exchange ended on a response
+            code = resp.status_code
+            if code in (401, 403):
+                raise CatalogAuthError(
+                    f"catalog API refused the key (HTTP {code}) for {url}: set {KEY_ENV_VAR} to a valid "
+                    "API key (and ECOMMERCE_CATALOG_API_HOST to the API's host)"
+                )
+            if code >= 400:
+                raise CatalogApiError(f"catalog API answered HTTP {code} for {url}: {resp.text[:200]}")
+            is_json, n, total = _inspect(resp.content)
+            if is_json:
+                attempts.append(Attempt(page=page, outcome="ok"))
+                return Page(page, resp.content, code, n, total, attempts)
+            if fetch == self.max_retries:
+                # keep what arrived: the raw zone stores it and cleaning quarantines it
+                attempts.append(Attempt(page=page, outcome="malformed_json"))
+                self._log(f"page {page} of seller {seller_id} is still not JSON after {fetch + 1} fetches")
+                return Page(page, resp.content, code, None, None, attempts)
+            wait = policy_of(self._session, url).backoff_after(fetch + 1)
+            attempts.append(Attempt(page=page, outcome="malformed_json", wait_seconds=wait))
+            self._log(f"seller {seller_id} page {page}: malformed_json; fetch {fetch + 2} in {wait:.2f}s")
             time.sleep(wait)
         raise AssertionError("unreachable")  # pragma: no cover
 
@@ -239,7 +197,7 @@ class CatalogClient:
 
 
 class CatalogApiResource(dg.ConfigurableResource):
-    """The seller catalog API client: paging, rate limit, retries with backoff + jitter, Retry-After.
+    """The seller catalog API client: paging, rate limit, retries (urllib3) with backoff + jitter, Retry-After.
 
     ``api_key`` comes from ``dg.EnvVar("ECOMMERCE_CATALOG_API_KEY")``; it is never logged or shown.
     """
@@ -249,8 +207,13 @@ class CatalogApiResource(dg.ConfigurableResource):
     host: str = Field(default="real-time-amazon-data.p.rapidapi.com", description="x-rapidapi-host header")
     requests_per_second: float = Field(default=5.0, description="request-rate limit (0 = unlimited)")
     max_retries: int = Field(default=5, description="retries per page on 429/5xx/timeouts/connection errors")
-    backoff_base_seconds: float = Field(default=0.5, description="first backoff ceiling; doubles per retry")
-    backoff_max_seconds: float = Field(default=30.0, description="largest single wait (also caps Retry-After)")
+    backoff_base_seconds: float = Field(
+        default=0.5,
+        description="backoff factor: retry 1 at once, retry n after base * 2**(n-1) plus up to base of jitter",
+    )
+    backoff_max_seconds: float = Field(
+        default=30.0, description="largest single wait (also caps Retry-After)"
+    )
     timeout_seconds: float = Field(default=30.0, description="connect/read timeout per request")
     max_pages: int = Field(default=20, description="stop paging a seller after this many pages")
     default_query: str = Field(default="", description="search query used when a seller has none")
@@ -274,7 +237,11 @@ class CatalogApiResource(dg.ConfigurableResource):
         """Every page of one seller's listing (see ``CatalogClient.iter_pages``)."""
         client = self.get_client(log)
         try:
-            return list(client.iter_pages(seller_id, query if query is not None else self.default_query, self.max_pages))
+            return list(
+                client.iter_pages(
+                    seller_id, query if query is not None else self.default_query, self.max_pages
+                )
+            )
         finally:
             client.close()
 
@@ -294,15 +261,24 @@ def catalog_api_resource(settings: Settings) -> dg.ConfigurableResource:
     """
     from ecommerce_assets.resources.unconfigured import UnconfiguredResource
 
-    url = settings.catalog_api_url or ("https://real-time-amazon-data.p.rapidapi.com" if settings.env == "aws" else None)
+    url = settings.catalog_api_url or (
+        "https://real-time-amazon-data.p.rapidapi.com" if settings.env == "aws" else None
+    )
     if url is None:
         return UnconfiguredResource(
             resource_key="catalog_api",
-            problem=(f"set ECOMMERCE_CATALOG_API_URL and {KEY_ENV_VAR} to fetch seller catalogs (to try it locally: "
-                     f"`ecommerce-assets catalog-sim`, then ECOMMERCE_CATALOG_API_URL={simulator_url(settings)})"),
+            problem=(
+                f"set ECOMMERCE_CATALOG_API_URL and {KEY_ENV_VAR} to fetch seller catalogs (to try it locally: "
+                f"`ecommerce-assets catalog-sim`, then ECOMMERCE_CATALOG_API_URL={simulator_url(settings)})"
+            ),
         )
     if not settings.catalog_api_key_set:
-        return UnconfiguredResource(resource_key="catalog_api", problem=f"set {KEY_ENV_VAR} to fetch seller catalogs")
+        return UnconfiguredResource(
+            resource_key="catalog_api", problem=f"set {KEY_ENV_VAR} to fetch seller catalogs"
+        )
     return CatalogApiResource(
-        base_url=url, api_key=dg.EnvVar(KEY_ENV_VAR), host=settings.catalog_api_host, max_pages=settings.catalog_max_pages
+        base_url=url,
+        api_key=dg.EnvVar(KEY_ENV_VAR),
+        host=settings.catalog_api_host,
+        max_pages=settings.catalog_max_pages,
     )

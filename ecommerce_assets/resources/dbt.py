@@ -69,7 +69,7 @@ def dbt_connection_env(settings: Settings) -> dict[str, str]:
 
     from psycopg.conninfo import conninfo_to_dict
 
-    from ecommerce_assets.resources.aws_warehouse import (
+    from ecommerce_assets.storage.warehouses.postgres import (
         DSN_PASSWORD_REFUSED,
         DsnPasswordError,
         dsn_has_password,

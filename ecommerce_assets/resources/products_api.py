@@ -1,7 +1,9 @@
 """The products REST API (fake-store shaped): ``GET <base_url>/products`` -> a JSON list of products.
 
-The resource times out every request, retries 429, 5xx, timeouts and connection errors with exponential
-backoff (honouring ``Retry-After``), and validates the payload before anyone stores it:
+The resource times out every request and retries HTTP 429/500/502/503/504, timeouts and connection errors
+with urllib3's ``Retry`` (``ecommerce_assets.resources.http``: the first retry at once, then exponential
+backoff with jitter; a ``Retry-After`` is honoured, capped at ``max_backoff_seconds``). Any other status
+fails at once. It validates the payload before anyone stores it:
 
 * the body must be JSON and a list of objects, else ``ProductsPayloadError`` (nothing is stored);
 * each item is checked field by field (``id`` present, ``title`` text, ``price`` a number >= 0, ``rating``
@@ -13,15 +15,13 @@ backoff (honouring ``Retry-After``), and validates the payload before anyone sto
 from __future__ import annotations
 
 import json
-import time
 from dataclasses import dataclass, field
 from typing import Any
 
 import dagster as dg
-import requests
 from pydantic import Field
 
-RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
+from ecommerce_assets.resources.http import build_session, send
 
 
 class ProductsApiError(RuntimeError):
@@ -62,12 +62,16 @@ def _is_number(value: Any) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool)
 
 
-def validate_products(body: bytes, source: str = "response") -> tuple[list[dict[str, Any]], list[ItemProblem]]:
+def validate_products(
+    body: bytes, source: str = "response"
+) -> tuple[list[dict[str, Any]], list[ItemProblem]]:
     """Parse and validate a ``/products`` body; raise ``ProductsPayloadError`` when it is not a list of objects."""
     try:
         payload = json.loads(body)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ProductsPayloadError(f"{source}: not valid JSON ({exc}); first bytes: {body[:80]!r}", body) from exc
+        raise ProductsPayloadError(
+            f"{source}: not valid JSON ({exc}); first bytes: {body[:80]!r}", body
+        ) from exc
     if not isinstance(payload, list):
         raise ProductsPayloadError(
             f"{source}: expected a JSON list of products, got a JSON {type(payload).__name__}", body
@@ -93,15 +97,20 @@ def validate_products(body: bytes, source: str = "response") -> tuple[list[dict[
             try:
                 price = float(str(price))
             except ValueError:
-                problems.append(ItemProblem(i, "price", "unparseable_price", f"price {price!r} is not a number"))
+                problems.append(
+                    ItemProblem(i, "price", "unparseable_price", f"price {price!r} is not a number")
+                )
                 price = None
         if price is not None and _is_number(price) and price < 0:
             problems.append(ItemProblem(i, "price", "negative_price", f"price {price} < 0"))
         rating = item.get("rating")
         if rating is not None and not (
-            isinstance(rating, dict) and all(rating.get(k) is None or _is_number(rating.get(k)) for k in ("rate", "count"))
+            isinstance(rating, dict)
+            and all(rating.get(k) is None or _is_number(rating.get(k)) for k in ("rate", "count"))
         ):
-            problems.append(ItemProblem(i, "rating", "invalid_rating", "rating must be {rate: number, count: number}"))
+            problems.append(
+                ItemProblem(i, "rating", "invalid_rating", "rating must be {rate: number, count: number}")
+            )
     return payload, problems
 
 
@@ -115,40 +124,39 @@ class ProductsApi(dg.ConfigurableResource):
     )
     timeout_seconds: float = Field(default=10.0, description="Connect and read timeout of one request.")
     max_attempts: int = Field(default=5, description="Attempts in all (1 = no retry).")
-    backoff_seconds: float = Field(default=0.5, description="First backoff; doubles on every retry.")
+    backoff_seconds: float = Field(
+        default=0.5,
+        description="Backoff factor: retry 1 at once, retry n after backoff * 2**(n-1) (plus jitter).",
+    )
     max_backoff_seconds: float = Field(default=8.0, description="Cap on one backoff (and on Retry-After).")
-
-    def _sleep_for(self, attempt: int, response: requests.Response | None) -> float:
-        wait = min(self.backoff_seconds * (2 ** (attempt - 1)), self.max_backoff_seconds)
-        if response is not None and response.headers.get("Retry-After", "").strip().isdigit():
-            wait = min(float(response.headers["Retry-After"]), self.max_backoff_seconds)
-        return wait
 
     def get(self, path: str) -> tuple[bytes, int]:
         """GET ``base_url + path`` with the retry policy; return (body, attempts). Raise ``ProductsApiError``."""
         if not self.base_url:
             raise ProductsApiError(
                 "the products API URL is not set: set ECOMMERCE_PRODUCTS_API_URL (the demo starts the local "
-                "simulator, `python -m ecommerce_assets.products_api_sim`, and sets it)"
+                "simulator, `python -m ecommerce_assets.dev.products_api_sim`, and sets it)"
             )
         url = self.base_url.rstrip("/") + path
-        last_problem = ""
-        with requests.Session() as session:
-            for attempt in range(1, self.max_attempts + 1):
-                response: requests.Response | None = None
-                try:
-                    response = session.get(url, timeout=self.timeout_seconds, headers={"Accept": "application/json"})
-                except (requests.ConnectionError, requests.Timeout) as exc:
-                    last_problem = f"{type(exc).__name__}: {exc}"
-                else:
-                    if response.status_code == 200:
-                        return response.content, attempt
-                    last_problem = f"HTTP {response.status_code}: {response.text[:200]}"
-                    if response.status_code not in RETRY_STATUSES:
-                        raise ProductsApiError(f"GET {url} failed (not retried): {last_problem}")
-                if attempt < self.max_attempts:
-                    time.sleep(self._sleep_for(attempt, response))
-        raise ProductsApiError(f"GET {url} failed after {self.max_attempts} attempts; last: {last_problem}")
+        with build_session(
+            attempts=self.max_attempts,
+            backoff_factor=self.backoff_seconds,
+            backoff_max=self.max_backoff_seconds,
+        ) as session:
+            exchange = send(
+                session, "GET", url, timeout=self.timeout_seconds, headers={"Accept": "application/json"}
+            )
+        response = exchange.response
+        if response is not None and response.status_code == 200:
+            return response.content, exchange.attempts
+        if response is None:
+            assert exchange.last is not None  # an exchange without a response ended on a failure
+            last_problem = exchange.last.detail
+        else:
+            last_problem = f"HTTP {response.status_code}: {response.text[:200]}"
+            if not exchange.gave_up:
+                raise ProductsApiError(f"GET {url} failed (not retried): {last_problem}")
+        raise ProductsApiError(f"GET {url} failed after {exchange.attempts} attempts; last: {last_problem}")
 
     def fetch_products(self) -> ProductsFetch:
         """``GET /products``, validated (see the module docstring)."""

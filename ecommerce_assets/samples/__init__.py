@@ -15,8 +15,9 @@ import random
 from importlib import resources
 from pathlib import Path
 
-from ecommerce_assets.resources.lake import Lake
 from ecommerce_assets.settings import Settings
+from ecommerce_assets.storage import zones
+from ecommerce_assets.storage.lake import Lake
 
 RETAIL_SAMPLE = "online_retail_sample.csv"
 RETAIL_HEADER = ["InvoiceNo", "StockCode", "Description", "Quantity", "InvoiceDate", "UnitPrice", "CustomerID", "Country"]
@@ -87,7 +88,7 @@ def retail_sample_path() -> Path:
 
 def seed_online_retail(settings: Settings, lake: Lake) -> list[str]:
     """Land the shipped Online Retail sample in ``landing/online_retail/``."""
-    key = f"landing/online_retail/{RETAIL_SAMPLE}"
+    key = f"{zones.RETAIL_LANDING}{RETAIL_SAMPLE}"
     data = retail_sample_path().read_bytes()
     if not (lake.exists(key) and lake.read_bytes(key) == data):  # landing the same bytes again is a no-op
         lake.write_bytes(key, data)

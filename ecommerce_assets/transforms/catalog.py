@@ -41,7 +41,6 @@ from typing import Any
 import duckdb
 import pyarrow as pa
 import pyarrow.csv as pacsv
-import pyarrow.parquet as pq
 
 from ecommerce_assets.transforms import matching
 from ecommerce_assets.transforms.files import (
@@ -49,6 +48,7 @@ from ecommerce_assets.transforms.files import (
     BadFileError,
     engine_file,
     open_csv,
+    parquet_bytes,
     standardize_column,
 )
 
@@ -307,10 +307,8 @@ def to_csv_bytes(table: pa.Table) -> bytes:
 
 
 def to_parquet_bytes(table: pa.Table) -> bytes:
-    table = table.select([c for c in OUTPUT_COLUMNS if c in table.column_names])
-    buf = io.BytesIO()
-    pq.write_table(table, buf, compression="zstd")
-    return buf.getvalue()
+    """The output columns of ``table`` as one Parquet file."""
+    return parquet_bytes(table.select([c for c in OUTPUT_COLUMNS if c in table.column_names]))
 
 
 # --- one seller snapshot (all its pages) ----------------------------------------------------------------
@@ -531,3 +529,37 @@ def clean_distributor(con: Any, result: InventoryResult, inventory_uri: str, qua
     result.invalid_gtin = int(con.execute("SELECT count(*) FROM inv_out WHERE gtin_invalid").fetchone()[0])
     result.superseded = result.rows_in - result.rows_out - sum(result.removed.values())
     return result
+
+
+# gold.amazon_data: for each seller and ASIN, the row of the latest snapshot that listed it (parameter: the
+# snapshots' Parquet URIs).
+LATEST_SNAPSHOT_SQL = """
+SELECT * EXCLUDE (_n) FROM (
+    SELECT *, row_number() OVER (PARTITION BY seller_id, asin ORDER BY snapshot_date DESC) AS _n
+    FROM read_parquet(?, union_by_name = true)
+) WHERE _n = 1 ORDER BY asin
+"""
+
+# Availability per snapshot date: every ASIN the seller ever listed, on every snapshot date since it first
+# appeared: listed or not, its price then, and the change from the previous snapshot.
+HISTORY_SQL = """
+WITH snaps AS (SELECT * FROM read_parquet(?, union_by_name = true)),
+dates AS (SELECT DISTINCT snapshot_date FROM snaps),
+firsts AS (SELECT asin, min(snapshot_date) AS first_seen FROM snaps GROUP BY asin),
+grid AS (SELECT f.asin, d.snapshot_date FROM firsts f JOIN dates d ON d.snapshot_date >= f.first_seen),
+joined AS (
+    SELECT ? AS seller_id, g.asin, g.snapshot_date, s.asin IS NOT NULL AS listed,
+           s.product_price, s.product_num_offers, s.is_prime, s.sales_volume, s.delivery
+    FROM grid g LEFT JOIN snaps s ON s.asin = g.asin AND s.snapshot_date = g.snapshot_date
+)
+SELECT *,
+    lag(product_price) OVER w AS previous_price,
+    product_price - lag(product_price) OVER w AS price_change,
+    CASE WHEN lag(listed) OVER w IS NULL THEN 'new'
+         WHEN listed AND NOT lag(listed) OVER w THEN 'relisted'
+         WHEN NOT listed AND lag(listed) OVER w THEN 'delisted'
+         WHEN listed THEN 'listed' ELSE 'not_listed' END AS availability_change
+FROM joined
+WINDOW w AS (PARTITION BY asin ORDER BY snapshot_date)
+ORDER BY asin, snapshot_date
+"""

@@ -207,3 +207,12 @@ def csv_for_people(table: pa.Table) -> bytes:
     buf = io.BytesIO()
     pacsv.write_csv(neutralize_table(table), buf, pacsv.WriteOptions(include_header=True, quoting_style="needed"))
     return buf.getvalue()
+
+
+def parquet_bytes(table: pa.Table) -> bytes:
+    """``table`` as the bytes of one zstd-compressed Parquet file (for a lake object written whole)."""
+    import pyarrow.parquet as pq
+
+    buf = io.BytesIO()
+    pq.write_table(table, buf, compression="zstd")
+    return buf.getvalue()

@@ -35,6 +35,7 @@ from ecommerce_assets.transforms.files import (
     engine_file,
     standardize_column,
 )
+from ecommerce_assets.transforms.order_lines import UNKNOWN_CUSTOMER as UNKNOWN_CUSTOMER
 
 SOURCE_COLUMNS = [
     "invoiceno", "stockcode", "description", "quantity", "invoicedate", "unitprice", "customerid", "country",
@@ -61,7 +62,6 @@ EARLIEST_DATE, END_DATE = "2000-01-01", "2101-01-01"
 CONTROL_CHARACTERS = r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x{9f}\x{202a}-\x{202e}\x{2066}-\x{2069}]"
 # in invoiceno, stockcode and customerid a tab or a line break is a control character too
 CONTROL_CHARACTERS_IN_IDS = CONTROL_CHARACTERS[:-1] + r"\t\r\n]"
-UNKNOWN_CUSTOMER = "UNKNOWN"
 STAR_TABLES = ("customers", "products", "sales_transactions")
 
 

@@ -57,11 +57,12 @@ from pathlib import Path
 import duckdb
 import pyarrow as pa
 
-from ecommerce_assets.resources.lake import Lake, LakeObject
+from ecommerce_assets.storage import zones
+from ecommerce_assets.storage.lake import Lake, LakeObject
 
-PROCESSED = "processed/transactions/"
-QUARANTINE = "quarantine/transactions/"
-INTERMEDIATE = "intermediate/transactions/"
+PROCESSED = zones.TRANSACTIONS_PROCESSED
+QUARANTINE = zones.TRANSACTIONS_QUARANTINE
+INTERMEDIATE = zones.TRANSACTIONS_INTERMEDIATE
 DATA_FILE = "transactions.parquet"
 
 STRING_FIELDS = ("transaction_id", "customer_id", "product_id", "product_name", "category")

@@ -40,10 +40,10 @@ def aws_env(moto_endpoint: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch)
 
 @pytest.fixture
 def s3_lake(aws_env: dict[str, str]):
-    from ecommerce_assets.resources.aws import build_s3_lake
     from ecommerce_assets.settings import get_settings
+    from ecommerce_assets.storage.lakes import build_lake
 
-    return build_s3_lake(get_settings())
+    return build_lake(get_settings())
 
 
 @pytest.fixture

@@ -1,10 +1,10 @@
 """Helpers of the end-to-end test: run the platform once in the current environment, read the results.
 
-``run_platform`` does what ``ecommerce-assets demo`` does (``ecommerce_assets.demo.run_demo``), on a
+``run_platform`` does what ``ecommerce-assets demo`` does (``ecommerce_assets.dev.demo.run_demo``), on a
 smaller input: it lands the shipped samples (``seed_steps``; of the generated transactions only the
 newest date, which holds the bad files), replays the Online Retail sample through the ingestion API
 onto the stream, fetches the catalog pages of the configured sellers, then runs
-``ecommerce_assets.orchestration.catch_up`` (every arrival and stream sensor, each run request in
+``ecommerce_assets.runtime.catchup.catch_up`` (every arrival and stream sensor, each run request in
 process, the API sources first, then everything downstream): the same code ``ecommerce-assets run``
 uses, so the test exercises no orchestration of its own.
 
@@ -23,9 +23,9 @@ from typing import Any
 
 import dagster as dg
 
-from ecommerce_assets.orchestration import CatchUpReport, catch_up
-from ecommerce_assets.resources.lake import Lake
+from ecommerce_assets.runtime.catchup import CatchUpReport, catch_up
 from ecommerce_assets.settings import Settings
+from ecommerce_assets.storage.lake import Lake
 
 DIGITS = 6  # numbers are compared rounded to 6 decimal places
 
@@ -48,8 +48,8 @@ def load_defs(resources: dict[str, Any]) -> dg.Definitions:
 
 def seed_samples(settings: Settings, lake: Lake) -> list[str]:
     """Every domain's demo samples (``seed_steps``), keeping only the newest date of the transactions."""
-    from ecommerce_assets.demo import seed_steps
-    from ecommerce_assets.transactions_generator import LANDING
+    from ecommerce_assets.dev.demo import seed_steps
+    from ecommerce_assets.services.transactions_generator import LANDING
 
     landed: list[str] = []
     for domain, seed in seed_steps():
@@ -66,7 +66,7 @@ def seed_samples(settings: Settings, lake: Lake) -> list[str]:
 
 def run_platform(resources: dict[str, Any], instance: dg.DagsterInstance) -> CatchUpReport:
     """Seed, replay the stream, catch up with ``--fetch`` (catalog sellers, products API): ``run_demo``'s first day."""
-    from ecommerce_assets.defs.stream.runner import run_stream_demo
+    from ecommerce_assets.dev.stream_demo import run_stream_demo
     from ecommerce_assets.settings import get_settings
 
     settings = get_settings()
@@ -139,7 +139,7 @@ RUN_SPECIFIC_COLUMNS = {
 def normalised_rows(warehouse: Any, table: str) -> tuple[list[str], list[tuple]]:
     """(sorted lower-case column names, sorted normalised rows) of one warehouse table, without the
     run-specific columns."""
-    from ecommerce_assets.resources.warehouse import quote_ident
+    from ecommerce_assets.storage.warehouses.base import quote_ident
 
     data = warehouse.query(f"SELECT * FROM {quote_ident(table)}")  # noqa: S608 - quoted identifier
     columns = sorted((c for c in data.column_names if c.lower() not in RUN_SPECIFIC_COLUMNS), key=str.lower)

@@ -31,12 +31,12 @@ import boto3
 import dagster as dg
 import pytest
 
-from ecommerce_assets.catalog_sim import CatalogSimulator
-from ecommerce_assets.orchestration import execute
-from ecommerce_assets.products_api_sim import start_products_api_sim
-from ecommerce_assets.reporting import warehouse_tables
+from ecommerce_assets.dev.catalog_sim import CatalogSimulator
+from ecommerce_assets.dev.products_api_sim import start_products_api_sim
 from ecommerce_assets.resources import build_resources
 from ecommerce_assets.resources.catalog_api import SIMULATOR_KEY
+from ecommerce_assets.runtime.catchup import execute
+from ecommerce_assets.runtime.summary import warehouse_tables
 from ecommerce_assets.settings import get_settings
 from tests.aws.e2e import load_defs, normalised_rows, run_outcomes, run_platform
 
@@ -160,10 +160,10 @@ def test_aws_mode_gives_the_tables_local_mode_gives(local_run, aws_env, postgres
         assert execute(defs, instance, [dg.AssetKey(["aws", "glue_processed_tables"])])[0]
         s3_parquet = [o.key for o in lake.list_objects("processed/") if o.key.endswith(".parquet")]
         assert s3_parquet and all(lake.uri(k).startswith("s3://") for k in s3_parquet)
-        glue = resources["glue_catalog"]
+        glue = resources["table_catalog"]
         registered = {t["Name"] for page in boto3.client("glue").get_paginator("get_tables").paginate(
             DatabaseName=settings.glue_database) for t in page["TableList"]}
-        from ecommerce_assets.resources.glue_catalog import parquet_table_roots
+        from ecommerce_assets.storage.glue_table_catalog import parquet_table_roots
 
         roots = parquet_table_roots(lake)
         assert set(roots) <= registered and "online_retail_cleaned" in registered

@@ -19,12 +19,8 @@ import pytest
 import sqlglot
 from sqlglot import exp
 
-from ecommerce_assets.resources.aws_warehouse import (
-    PostgresWarehouse,
-    RedshiftWarehouse,
-    postgres_type,
-    to_pyformat,
-)
+from ecommerce_assets.storage.warehouses.postgres import PostgresWarehouse, postgres_type, to_pyformat
+from ecommerce_assets.storage.warehouses.redshift import RedshiftWarehouse
 
 ROLE = "arn:aws:iam::123456789012:role/ecommerce-redshift-copy"
 

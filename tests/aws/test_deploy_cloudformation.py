@@ -236,17 +236,19 @@ def test_stack_deploys_on_moto_and_the_product_runs_on_its_outputs(
         monkeypatch.setenv(name, value)
     monkeypatch.setenv("AWS_ENDPOINT_URL", moto_endpoint)
     monkeypatch.setenv("ECOMMERCE_DATA_DIR", str(tmp_path / "data"))
-    from ecommerce_assets.resources.aws import build_glue_catalog, build_s3_lake
-    from ecommerce_assets.resources.kv_store import DynamoDBKeyValueStore, build_kv_store
     from ecommerce_assets.resources.notifier import build_notifier
-    from ecommerce_assets.resources.stream import KinesisStream, build_stream
     from ecommerce_assets.settings import get_settings
-    from ecommerce_assets.transforms import stream as ts
+    from ecommerce_assets.storage.build import build_glue_catalog
+    from ecommerce_assets.storage.kv_store import DynamoDBKeyValueStore, build_kv_store
+    from ecommerce_assets.storage.lakes import build_lake
+    from ecommerce_assets.storage.stream import KinesisStream, build_stream
+    from ecommerce_assets.transforms.order_lines import encode_record, validate_line
+    from ecommerce_assets.transforms.stream_batches import kv_items, type_batch
 
     settings = get_settings()
     assert (settings.env, settings.s3_bucket, settings.glue_database) == ("aws", bucket, f"db_{unique}")
 
-    lake = build_s3_lake(settings)
+    lake = build_lake(settings)
     uri = lake.write_bytes("landing/online_retail/probe.csv", b"InvoiceNo\n536365\n")
     assert uri == f"s3://{bucket}/lake/landing/online_retail/probe.csv"
     assert s3.get_object(Bucket=bucket, Key="lake/landing/online_retail/probe.csv")["Body"].read() == b"InvoiceNo\n536365\n"
@@ -254,18 +256,18 @@ def test_stack_deploys_on_moto_and_the_product_runs_on_its_outputs(
     stream = build_stream(settings)
     assert isinstance(stream, KinesisStream)
     assert stream.shard_ids() == ["shardId-000000000000", "shardId-000000000001"]
-    line, errors = ts.validate_line({
+    line, errors = validate_line({
         "InvoiceNo": "536365", "StockCode": "85123A", "Description": "WHITE HANGING HEART T-LIGHT HOLDER",
         "Quantity": 6, "InvoiceDate": "12/1/2010 8:26", "UnitPrice": "2.55", "CustomerID": "17850.0",
         "Country": "United Kingdom"})
     assert line is not None, errors
-    [(shard_id, sequence)] = stream.put_records([(line.invoice_no, ts.encode_record(line))])
+    [(shard_id, sequence)] = stream.put_records([(line.invoice_no, encode_record(line))])
     records = stream.read_after(shard_id, None, 10)
     assert [r.sequence_number for r in records] == [sequence]
 
     kv_store = build_kv_store(settings)
     assert isinstance(kv_store, DynamoDBKeyValueStore)
-    items = ts.kv_items(ts.type_batch(records, "deploy-probe").table)
+    items = kv_items(type_batch(records, "deploy-probe").table)
     assert kv_store.put_lines(items).lines == 1
     [stored] = kv_store.get_invoice_lines("536365")
     assert (stored["stock_code"], stored["quantity"], stored["unit_price"], stored["customer_id"]) == (

@@ -134,3 +134,33 @@ def test_s3_arrival_launches_one_run_per_object(aws_env, dlq, dagster_webserver,
     with pytest.raises(Exception, match="no_such_job"):
         s3_arrival_start_run.handler(other, None)
     assert [m["event"] for m in receive(*dlq)] == [other]
+
+
+@pytest.mark.slow
+def test_s3_arrival_with_a_code_location_launches_there(aws_env, dlq, dagster_webserver, monkeypatch):
+    """ECOMMERCE_DAGSTER_LOCATION picks the code location; a location without the job is an error naming both."""
+    selector = s3_arrival_start_run.job_selector(dagster_webserver, "arrival_job", None)
+    assert selector["jobName"] == "arrival_job" and selector["repositoryName"] == "__repository__"
+    monkeypatch.setenv("ECOMMERCE_DAGSTER_URL", dagster_webserver)
+    monkeypatch.setenv("ECOMMERCE_DAGSTER_JOB", "arrival_job")
+    monkeypatch.setenv("ECOMMERCE_DAGSTER_LOCATION", selector["repositoryLocationName"])
+    event = s3_put_event(aws_env["ECOMMERCE_S3_BUCKET"], "lake/landing/online_retail/c.csv", etag="e3")
+    launched = s3_arrival_start_run.handler(event, None)["launched"]
+    tag = f"{aws_env['ECOMMERCE_S3_BUCKET']}/lake/landing/online_retail/c.csv@e3"
+    assert len(launched) == 1 and s3_arrival_start_run.existing_runs(dagster_webserver, tag) == launched
+
+    monkeypatch.setenv("ECOMMERCE_DAGSTER_LOCATION", "nowhere")
+    other = s3_put_event(aws_env["ECOMMERCE_S3_BUCKET"], "lake/landing/online_retail/d.csv", etag="e4")
+    with pytest.raises(RuntimeError, match="no job named arrival_job in code location nowhere"):
+        s3_arrival_start_run.handler(other, None)
+    assert [m["event"] for m in receive(*dlq)] == [other]
+
+
+def test_s3_arrival_does_not_import_dagster():
+    """The handler's imports, run for real: GraphQL through gql, no dagster or dagster-graphql in the process."""
+    probe = ("import json, sys, lambdas.s3_arrival_start_run; "
+             "print(json.dumps([m for m in sys.modules if m.split('.')[0] in ('dagster', 'dagster_graphql', 'gql')]))")
+    out = subprocess.run([sys.executable, "-c", probe], cwd=Path(__file__).resolve().parents[2],
+                         capture_output=True, text=True, check=True, timeout=120).stdout
+    loaded = {m.split(".")[0] for m in json.loads(out)}
+    assert loaded == {"gql"}

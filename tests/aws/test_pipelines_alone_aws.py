@@ -118,7 +118,7 @@ def test_transactions_alone_on_aws(aws_alone: dict[str, str], tmp_path: Path) ->
 
     assert_ran_alone(result, aws_alone, "transactions")
     assert {d for d in by_date if any(f"[{d}]" in ln.text for ln in result.runs)} == set(by_date), result.show()
-    assert sum(ln.rows.get("transactions", 0) for ln in result.runs) == expected["transactions"], result.show()
+    assert sum(ln.rows.get("transactions/processed", 0) for ln in result.runs) == expected["transactions"], result.show()
     got = postgres_tables(aws_alone["ECOMMERCE_WAREHOUSE_DSN"], ANALYTICS)
     assert got == {name: n for name, n in expected.items() if name in ANALYTICS}
 

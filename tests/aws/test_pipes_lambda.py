@@ -21,9 +21,9 @@ import dagster as dg
 import pytest
 from dagster_aws.pipes import PipesLambdaClient
 
-from ecommerce_assets.resources.aws import build_s3_lake
+from ecommerce_assets.services.transactions_generator import generate_files, land
 from ecommerce_assets.settings import get_settings
-from ecommerce_assets.transactions_generator import generate_files, land
+from ecommerce_assets.storage.lakes import build_lake
 
 
 class InProcessLambda:
@@ -63,7 +63,7 @@ def aws_assets(aws_env: dict, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
 def test_lambda_transform_reports_its_materialization_through_pipes(aws_env: dict, aws_assets: Any) -> None:
     from lambdas import pipes_transform
 
-    lake = build_s3_lake(get_settings())
+    lake = build_lake(get_settings())
     date = dt.date(2026, 11, 20)
     files, records, _ = land(lake, generate_files(300, per_file=100, days=1, end_date=date, seed=3))
     assert files == 3

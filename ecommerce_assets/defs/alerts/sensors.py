@@ -11,6 +11,7 @@ from typing import Any
 
 import dagster as dg
 
+from ecommerce_assets.lib.run_health import dead_runs
 from ecommerce_assets.resources.notifier import Notifier
 
 
@@ -88,3 +89,17 @@ def summarize_successful_run(context: dg.RunStatusSensorContext, notifier: Notif
                  + (f", {warned} check(s) did not pass" if warned else "")),
         details=details,
     )
+
+
+@dg.sensor(
+    name="mark_dead_runs_failed",
+    minimum_interval_seconds=30,
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    description="Marks failed the runs whose worker process died (a killed daemon or run), so they are retried "
+                "and alerted instead of showing as running forever.",
+)
+def mark_dead_runs_failed(context: dg.SensorEvaluationContext) -> dg.SkipReason:
+    dead = dead_runs(context.instance)
+    for run, message in dead:
+        context.instance.report_run_failed(run, message)
+    return dg.SkipReason(f"{len(dead)} dead run(s) marked failed" if dead else "no dead run")

@@ -6,9 +6,10 @@ Defined only when ``ECOMMERCE_ENV=aws``; in local mode this module defines nothi
 import dagster as dg
 from dagster_aws.pipes import PipesLambdaClient
 
-from ecommerce_assets.resources.glue_catalog import GlueCatalog, parquet_table_roots
-from ecommerce_assets.resources.lake import Lake
 from ecommerce_assets.settings import get_settings
+from ecommerce_assets.storage import zones
+from ecommerce_assets.storage.glue_table_catalog import GlueCatalog, parquet_table_roots
+from ecommerce_assets.storage.lake import Lake
 
 GROUP = "aws"
 _settings = get_settings()
@@ -28,11 +29,11 @@ if _settings.env == "aws":
         ),
     )
     def glue_processed_tables(
-        context: dg.AssetExecutionContext, lake: Lake, glue_catalog: GlueCatalog
+        context: dg.AssetExecutionContext, lake: dg.ResourceParam[Lake], table_catalog: dg.ResourceParam[GlueCatalog]
     ) -> dg.MaterializeResult:
         registered = []
         for name, prefix in parquet_table_roots(lake).items():
-            r = glue_catalog.register_lake_prefix(lake, prefix, glue_catalog.default_database, name)
+            r = table_catalog.register_lake_prefix(lake, prefix, table_catalog.default_database, name)
             context.log.info(f"{r.database}.{r.table}: {r.action}, +{r.partitions_added} partition(s) at {r.location}")
             registered.append({"table": f"{r.database}.{r.table}", "action": r.action, "location": r.location,
                                "partitions_added": r.partitions_added, "partitions": r.partitions_total})
@@ -40,7 +41,7 @@ if _settings.env == "aws":
             "tables": len(registered),
             "partitions_added": sum(r["partitions_added"] for r in registered),
             "registrations": dg.MetadataValue.json(registered),
-            "dagster/uri": dg.MetadataValue.path(lake.uri("processed/")),
+            "dagster/uri": dg.MetadataValue.path(lake.uri(zones.PROCESSED)),
         })
 
     if _settings.transform_lambda:

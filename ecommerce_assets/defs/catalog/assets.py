@@ -1,35 +1,34 @@
 """Catalog sourcing assets: API pages -> cleaned snapshot -> gold tables -> distributor matches -> report."""
 
 import datetime as dt
-import html
 import json
 
 import dagster as dg
-import pyarrow as pa
 from pydantic import Field
 
-from ecommerce_assets.defs.catalog.sellers import seller_query, sellers_partitions
-from ecommerce_assets.metadata import table_metadata, warehouse_table_metadata
+from ecommerce_assets.defs.catalog.partitions import seller_query, sellers_partitions
+from ecommerce_assets.lib.metadata import table_metadata, warehouse_table_metadata
 from ecommerce_assets.resources.catalog_api import CatalogApiError, CatalogApiResource, CatalogAuthError
-from ecommerce_assets.resources.lake import Lake
-from ecommerce_assets.resources.warehouse import Warehouse
 from ecommerce_assets.settings import get_settings
+from ecommerce_assets.storage import zones
+from ecommerce_assets.storage.lake import Lake
+from ecommerce_assets.storage.warehouses.base import Warehouse
 from ecommerce_assets.transforms import catalog as catalog_tf
-from ecommerce_assets.transforms import matching
+from ecommerce_assets.transforms import matching, report
 from ecommerce_assets.transforms.files import csv_for_people
 
 GROUP = "catalog"
-RAW = "raw/catalog/"
-SNAPSHOTS = "processed/catalog/snapshots/"
-AMAZON_DATA = "processed/catalog/amazon_data/"
-HISTORY = "processed/catalog/amazon_data_history/"
-MATCHES = "processed/catalog/matches/"
-REPORTS = "processed/catalog/reports/"
-QUARANTINE = "quarantine/catalog/"
-DISTRIBUTOR_LANDING = "landing/distributor/"
-DISTRIBUTOR_PROCESSED = "processed/distributor/inventory.parquet"
-DISTRIBUTOR_MATCHING = "processed/distributor/matching/"  # the inventory tokenised for matching, once per load
-DISTRIBUTOR_QUARANTINE = "quarantine/distributor/"
+RAW = zones.CATALOG_RAW
+SNAPSHOTS = zones.CATALOG_SNAPSHOTS
+AMAZON_DATA = zones.CATALOG_AMAZON_DATA
+HISTORY = zones.CATALOG_HISTORY
+MATCHES = zones.CATALOG_MATCHES
+REPORTS = zones.CATALOG_REPORTS
+QUARANTINE = zones.CATALOG_QUARANTINE
+DISTRIBUTOR_LANDING = zones.DISTRIBUTOR_LANDING
+DISTRIBUTOR_PROCESSED = zones.DISTRIBUTOR_PROCESSED
+DISTRIBUTOR_MATCHING = zones.DISTRIBUTOR_MATCHING
+DISTRIBUTOR_QUARANTINE = zones.DISTRIBUTOR_QUARANTINE
 
 RAW_PAGES_KEY = dg.AssetKey(["catalog", "raw_pages"])
 SNAPSHOT_KEY = dg.AssetKey(["catalog", "snapshot"])
@@ -80,7 +79,7 @@ def latest_raw_date(lake: Lake, seller_id: str) -> str | None:
     ),
 )
 def catalog_raw_pages(
-    context: dg.AssetExecutionContext, config: SnapshotConfig, catalog_api: CatalogApiResource, lake: Lake
+    context: dg.AssetExecutionContext, config: SnapshotConfig, catalog_api: CatalogApiResource, lake: dg.ResourceParam[Lake]
 ) -> dg.MaterializeResult:
     seller_id = context.partition_key
     date = _date(config.snapshot_date)
@@ -149,7 +148,7 @@ def catalog_raw_pages(
         "A bad page goes whole to `quarantine/catalog/` with its reason; the other pages go on."
     ),
 )
-def catalog_snapshot(context: dg.AssetExecutionContext, config: SnapshotConfig, lake: Lake) -> dg.MaterializeResult:
+def catalog_snapshot(context: dg.AssetExecutionContext, config: SnapshotConfig, lake: dg.ResourceParam[Lake]) -> dg.MaterializeResult:
     seller_id = context.partition_key
     date = config.snapshot_date or latest_raw_date(lake, seller_id)
     if not date:
@@ -209,38 +208,6 @@ def catalog_snapshot(context: dg.AssetExecutionContext, config: SnapshotConfig, 
     )
 
 
-_LATEST_SQL = """
-SELECT * EXCLUDE (_n) FROM (
-    SELECT *, row_number() OVER (PARTITION BY seller_id, asin ORDER BY snapshot_date DESC) AS _n
-    FROM read_parquet(?, union_by_name = true)
-) WHERE _n = 1 ORDER BY asin
-"""
-
-# Availability per snapshot date: every ASIN the seller ever listed, on every snapshot date since it first
-# appeared: listed or not, its price then, and the change from the previous snapshot.
-_HISTORY_SQL = """
-WITH snaps AS (SELECT * FROM read_parquet(?, union_by_name = true)),
-dates AS (SELECT DISTINCT snapshot_date FROM snaps),
-firsts AS (SELECT asin, min(snapshot_date) AS first_seen FROM snaps GROUP BY asin),
-grid AS (SELECT f.asin, d.snapshot_date FROM firsts f JOIN dates d ON d.snapshot_date >= f.first_seen),
-joined AS (
-    SELECT ? AS seller_id, g.asin, g.snapshot_date, s.asin IS NOT NULL AS listed,
-           s.product_price, s.product_num_offers, s.is_prime, s.sales_volume, s.delivery
-    FROM grid g LEFT JOIN snaps s ON s.asin = g.asin AND s.snapshot_date = g.snapshot_date
-)
-SELECT *,
-    lag(product_price) OVER w AS previous_price,
-    product_price - lag(product_price) OVER w AS price_change,
-    CASE WHEN lag(listed) OVER w IS NULL THEN 'new'
-         WHEN listed AND NOT lag(listed) OVER w THEN 'relisted'
-         WHEN NOT listed AND lag(listed) OVER w THEN 'delisted'
-         WHEN listed THEN 'listed' ELSE 'not_listed' END AS availability_change
-FROM joined
-WINDOW w AS (PARTITION BY asin ORDER BY snapshot_date)
-ORDER BY asin, snapshot_date
-"""
-
-
 def _seller_table(context: dg.AssetExecutionContext, lake: Lake, warehouse: Warehouse, table: str, root: str,
                   sql: str, with_seller_param: bool) -> dg.MaterializeResult:
     seller_id = context.partition_key
@@ -279,8 +246,8 @@ def _seller_table(context: dg.AssetExecutionContext, lake: Lake, warehouse: Ware
         "seller (the seller's rows are replaced), so re-runs are idempotent."
     ),
 )
-def amazon_data(context: dg.AssetExecutionContext, lake: Lake, warehouse: Warehouse) -> dg.MaterializeResult:
-    return _seller_table(context, lake, warehouse, "gold.amazon_data", AMAZON_DATA, _LATEST_SQL, False)
+def amazon_data(context: dg.AssetExecutionContext, lake: dg.ResourceParam[Lake], warehouse: dg.ResourceParam[Warehouse]) -> dg.MaterializeResult:
+    return _seller_table(context, lake, warehouse, "gold.amazon_data", AMAZON_DATA, catalog_tf.LATEST_SNAPSHOT_SQL, False)
 
 
 @dg.asset(
@@ -295,8 +262,8 @@ def amazon_data(context: dg.AssetExecutionContext, lake: Lake, warehouse: Wareho
         "date (listed or not, previous price, price change, new/delisted/relisted)."
     ),
 )
-def amazon_data_history(context: dg.AssetExecutionContext, lake: Lake, warehouse: Warehouse) -> dg.MaterializeResult:
-    return _seller_table(context, lake, warehouse, "gold.amazon_data_history", HISTORY, _HISTORY_SQL, True)
+def amazon_data_history(context: dg.AssetExecutionContext, lake: dg.ResourceParam[Lake], warehouse: dg.ResourceParam[Warehouse]) -> dg.MaterializeResult:
+    return _seller_table(context, lake, warehouse, "gold.amazon_data_history", HISTORY, catalog_tf.HISTORY_SQL, True)
 
 
 @dg.asset(
@@ -309,7 +276,7 @@ def amazon_data_history(context: dg.AssetExecutionContext, lake: Lake, warehouse
         "A SKU in several files: the newest file wins. Bad files and rows go to `quarantine/distributor/`."
     ),
 )
-def distributor_inventory(context: dg.AssetExecutionContext, lake: Lake, warehouse: Warehouse) -> dg.MaterializeResult:
+def distributor_inventory(context: dg.AssetExecutionContext, lake: dg.ResourceParam[Lake], warehouse: dg.ResourceParam[Warehouse]) -> dg.MaterializeResult:
     objects = [o for o in lake.list_objects(DISTRIBUTOR_LANDING) if o.key.lower().endswith(".csv")]
     if not objects:
         raise dg.Failure(f"no distributor files: drop CSVs in {lake.uri(DISTRIBUTOR_LANDING)}")
@@ -377,7 +344,7 @@ def distributor_inventory(context: dg.AssetExecutionContext, lake: Lake, warehou
     ),
 )
 def distributor_availability_matches(
-    context: dg.AssetExecutionContext, lake: Lake, warehouse: Warehouse
+    context: dg.AssetExecutionContext, lake: dg.ResourceParam[Lake], warehouse: dg.ResourceParam[Warehouse]
 ) -> dg.MaterializeResult:
     sellers = [o.key for o in lake.list_objects(AMAZON_DATA) if o.key.endswith("part.parquet")]
     if not sellers:  # no seller fetched yet: an empty result (with its schema), not a failure
@@ -421,50 +388,6 @@ def distributor_availability_matches(
     )
 
 
-_REPORT_SQL = """
-SELECT 'supplied' AS status, seller_id, asin, product_title, seller_price, match_method, match_score,
-       distributor_sku, distributor_title, distributor_cost, quantity_available, marketplace_fee,
-       estimated_margin, margin_pct, roi
-FROM read_parquet(?)
-UNION ALL
-SELECT 'not_supplied', seller_id, asin, product_title, seller_price, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
-       NULL, NULL, NULL
-FROM read_parquet(?)
-ORDER BY status DESC, estimated_margin DESC NULLS LAST, seller_id, asin
-"""
-HTML_ROWS = 500
-
-
-def render_report_html(table: pa.Table, fee_rate: float, date: str) -> str:
-    """The buyer's HTML page: supplied products ranked by margin, then the unsupplied ones."""
-    rows = table.to_pylist()
-    supplied = [r for r in rows if r["status"] == "supplied"]
-    unsupplied = [r for r in rows if r["status"] != "supplied"]
-
-    def cell(v: object) -> str:
-        return "" if v is None else html.escape(str(v))
-
-    def tbl(items: list[dict], cols: list[str]) -> str:
-        head = "".join(f"<th>{html.escape(c)}</th>" for c in cols)
-        body = "".join("<tr>" + "".join(f"<td>{cell(r[c])}</td>" for c in cols) + "</tr>" for r in items[:HTML_ROWS])
-        more = f"<p>{len(items) - HTML_ROWS} more in the CSV.</p>" if len(items) > HTML_ROWS else ""
-        return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>{more}"
-
-    sup_cols = ["seller_id", "asin", "product_title", "seller_price", "distributor_sku", "distributor_cost",
-                "quantity_available", "estimated_margin", "margin_pct", "roi", "match_method", "match_score"]
-    return (
-        "<!doctype html><html><head><meta charset='utf-8'><title>Sourcing report</title><style>"
-        "body{font-family:sans-serif;margin:2em}table{border-collapse:collapse;font-size:13px}"
-        "td,th{border:1px solid #ccc;padding:3px 6px;text-align:left}th{background:#eee}</style></head><body>"
-        f"<h1>Sourcing report {html.escape(date)}</h1>"
-        f"<p>{len(supplied)} of {len(rows)} seller products can be supplied by the distributor. Margin = price "
-        f"- {fee_rate:.0%} marketplace fee - distributor cost; ROI = margin / cost.</p>"
-        f"<h2>Supplied, ranked by estimated margin</h2>{tbl(supplied, sup_cols)}"
-        f"<h2>Not supplied</h2>{tbl(unsupplied, ['seller_id', 'asin', 'product_title', 'seller_price'])}"
-        "</body></html>"
-    )
-
-
 @dg.asset(
     key=REPORT_KEY,
     deps=[MATCHES_KEY],
@@ -477,17 +400,17 @@ def render_report_html(table: pa.Table, fee_rate: float, date: str) -> str:
         "`processed/catalog/reports/latest/`."
     ),
 )
-def catalog_sourcing_report(context: dg.AssetExecutionContext, lake: Lake) -> dg.MaterializeResult:
+def catalog_sourcing_report(context: dg.AssetExecutionContext, lake: dg.ResourceParam[Lake]) -> dg.MaterializeResult:
     date = dt.datetime.now(dt.UTC).date().isoformat()
     con = lake.engine()
     try:
         table = con.execute(
-            _REPORT_SQL, [lake.uri(MATCHES + "matches.parquet"), lake.uri(MATCHES + "unmatched.parquet")]
+            report.REPORT_SQL, [lake.uri(MATCHES + "matches.parquet"), lake.uri(MATCHES + "unmatched.parquet")]
         ).to_arrow_table()
     finally:
         con.close()
     fee = get_settings().marketplace_fee_rate
-    page = render_report_html(table, fee, date).encode()
+    page = report.render_html(table, fee, date).encode()
     csv = csv_for_people(table)  # formula-like text neutralised (OWASP CSV injection); numbers stay numbers
     keys = {}
     for folder in (f"{REPORTS}date={date}/", f"{REPORTS}latest/"):

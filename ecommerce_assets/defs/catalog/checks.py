@@ -3,7 +3,7 @@
 import dagster as dg
 
 from ecommerce_assets.defs.catalog.assets import MATCHES_KEY
-from ecommerce_assets.resources.warehouse import Warehouse
+from ecommerce_assets.storage.warehouses.base import Warehouse
 from ecommerce_assets.transforms.matching import TITLE_THRESHOLD
 
 MATCH_SCORE_VIOLATIONS_SQL = """
@@ -24,7 +24,7 @@ WHERE match_score IS NULL OR match_score < 0 OR match_score > 1
         "the stated threshold; one row per seller product."
     ),
 )
-def match_scores_in_range(warehouse: Warehouse) -> dg.AssetCheckResult:
+def match_scores_in_range(warehouse: dg.ResourceParam[Warehouse]) -> dg.AssetCheckResult:
     bad = warehouse.query(MATCH_SCORE_VIOLATIONS_SQL, [TITLE_THRESHOLD])
     dups = warehouse.query(
         "SELECT seller_id, asin, count(*) AS n FROM gold.distributor_availability_matches "

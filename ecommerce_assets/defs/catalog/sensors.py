@@ -2,7 +2,6 @@
 
 import dagster as dg
 
-from ecommerce_assets.arrival import Arrivals, arrival_sensor
 from ecommerce_assets.defs.catalog.assets import (
     AMAZON_DATA_KEY,
     HISTORY_KEY,
@@ -11,7 +10,9 @@ from ecommerce_assets.defs.catalog.assets import (
     RAW_PAGES_KEY,
     SNAPSHOT_KEY,
 )
-from ecommerce_assets.defs.catalog.sellers import SELLERS_PARTITIONS, sellers_partitions
+from ecommerce_assets.defs.catalog.partitions import SELLERS_PARTITIONS, load_sellers, sellers_partitions
+from ecommerce_assets.lib.arrival import Arrivals, arrival_sensor, sensor_default_status
+from ecommerce_assets.storage import zones
 
 
 def clean_request(batch: Arrivals) -> dg.RunRequest | None:
@@ -46,7 +47,7 @@ catalog_raw_arrival = arrival_sensor(
 
 distributor_arrival = arrival_sensor(
     name="distributor_landing_arrival",
-    source_prefix="landing/distributor/",
+    source_prefix=zones.DISTRIBUTOR_LANDING,
     target=[INVENTORY_KEY],
     description="New or changed CSVs in `landing/distributor/` -> reload `gold.distributor_inventory`.",
     suffixes=[".csv"],
@@ -66,3 +67,18 @@ distributor_arrival = arrival_sensor(
 def catalog_daily_fetch(context: dg.ScheduleEvaluationContext):
     for seller in context.instance.get_dynamic_partitions(SELLERS_PARTITIONS):
         yield dg.RunRequest(partition_key=seller, run_key=f"{seller}:{context.scheduled_execution_time:%Y-%m-%d}")
+
+
+@dg.sensor(
+    name="catalog_sellers_sync",
+    description="Adds every seller of the sellers config (or ECOMMERCE_SELLERS) as a `sellers` partition.",
+    minimum_interval_seconds=60,
+    default_status=sensor_default_status(),
+    tags={"ecommerce/partitions": "true"},  # `run --fetch` applies it before fetching
+)
+def catalog_sellers_sync(context: dg.SensorEvaluationContext):
+    known = set(context.instance.get_dynamic_partitions(SELLERS_PARTITIONS))
+    new = [s.seller_id for s in load_sellers() if s.seller_id not in known]
+    if not new:
+        return dg.SkipReason("every configured seller is already a partition")
+    return dg.SensorResult(dynamic_partitions_requests=[sellers_partitions.build_add_request(new)])

@@ -21,12 +21,11 @@ from pathlib import Path
 
 import dagster as dg
 
-from ecommerce_assets.arrival import arrival_sensor
-from ecommerce_assets.metadata import table_metadata, warehouse_table_metadata
-from ecommerce_assets.registration import rejected_prefix
-from ecommerce_assets.resources.lake import Lake, UnsafeObjectError
+from ecommerce_assets.lib.metadata import table_metadata, warehouse_table_metadata
 from ecommerce_assets.resources.products_api import ProductsApi, ProductsPayloadError
-from ecommerce_assets.resources.warehouse import Warehouse
+from ecommerce_assets.storage import registration, zones
+from ecommerce_assets.storage.lake import Lake
+from ecommerce_assets.storage.warehouses.base import Warehouse
 from ecommerce_assets.transforms import orders as T
 from ecommerce_assets.transforms.files import BadFileError
 
@@ -34,8 +33,6 @@ GROUP = "orders"
 FILE_SOURCES = ("orders", "customers", "products")
 SOURCES = (*FILE_SOURCES, "api_products")
 WAREHOUSE_SCHEMA = "raw_orders"
-API_RAW = "raw/api/products/"
-STAMP = "%Y%m%dT%H%M%S%fZ"
 # the business key of each cleaned table (the API's id is renamed product_id by the cleaning)
 KEYS = {"orders": "order_id", "customers": "customer_id", "products": "product_id", "api_products": "product_id"}
 # sources a mart never waits for: products come from products.csv, the API, or both
@@ -49,23 +46,23 @@ def source_tags(source: str) -> dict[str, str]:
 
 
 def raw_prefix(source: str) -> str:
-    return API_RAW if source == "api_products" else f"raw/{source}/"
+    return zones.orders_raw(source)
 
 
 def landing_prefix(source: str) -> str:
-    return f"landing/{source}/"
+    return zones.landing(source)
 
 
 def cleaned_key(source: str) -> str:
-    return f"processed/orders/{source}/cleaned.parquet"
+    return zones.orders_cleaned(source)
 
 
 def quarantine_rows_key(source: str) -> str:
-    return f"quarantine/{source}/rows.parquet"
+    return zones.orders_quarantine_rows(source)
 
 
 def quarantine_files_prefix(source: str) -> str:
-    return f"quarantine/{source}/files/"
+    return zones.orders_quarantine_files(source)
 
 
 def warehouse_table(source: str) -> str:
@@ -86,81 +83,26 @@ def warehouse_asset_key(source: str) -> dg.AssetKey:
 
 
 # --- registration ------------------------------------------------------------------------------
-def _identity(key: str, version: str) -> str:
-    return hashlib.sha256(f"{key}@{version}".encode()).hexdigest()[:12]
-
-
 def landing_reason_key(source: str, landing_key: str) -> str:
-    """Where the reason of a landed entry refused at registration goes: ``quarantine/<source>/landing/<rest>.reason.json``
-    (the place every source uses, ``registration.rejected_prefix``)."""
-    landing = landing_prefix(source)
-    return f"{rejected_prefix(landing)}{landing_key[len(landing):]}.reason.json"
+    """Where the reason of a landed entry refused at registration goes: ``quarantine/<source>/landing/<rest>.reason.json``."""
+    return registration.reason_key(landing_prefix(source), landing_key)
 
 
-def _refuse_landed(lake: Lake, source: str, key: str, rule: str, problem: str) -> dict[str, str]:
-    """Write the reason of a landed entry that was not registered (the entry itself was not read or copied)."""
-    reason_key = landing_reason_key(source, key)
-    reason = {"file": key, "rule": rule, "problem": problem, "copied": False}
-    lake.write_bytes(reason_key, json.dumps(reason, indent=2).encode())
-    return {"file": key, "rule": rule, "problem": problem, "reason_key": reason_key}
-
-
-def register_landed(
+def register_source(
     lake: Lake, source: str, now: dt.datetime | None = None, rejected: list[dict[str, str]] | None = None
 ) -> list[str]:
-    """Copy every landed object of ``source`` not registered yet to ``raw/<source>/``; return the new raw keys.
+    """Register ``source``'s landed files (every version kept, named by arrival); return the new raw keys.
 
-    Raw key: ``raw/<source>/<sub-folders of the landing key>/<arrival stamp>-<identity>-<name>``. The
-    identity hashes the landing key and version (etag / mtime), so a file is registered once; the stamp
-    (registration time, UTC, microseconds, increasing in landing-key order) gives the file order that
-    "latest wins" uses and the ``_ingested_at`` that the incremental fact uses.
-
-    A landed entry that must not or cannot be read never stops the batch: a symbolic link or a special
-    file (FIFO, socket, device) is never opened, a file that cannot be read (permissions, an I/O error) is
-    skipped until it can be; each gets a reason (``landing_reason_key``), appended to ``rejected`` when
-    given, and the other files are registered. Nothing of a link's target is read, copied or logged.
+    The arrival stamp (registration time, UTC) orders the batches for "latest wins" and is the
+    ``_ingested_at`` the incremental fact uses. Refused entries are appended to ``rejected`` when given.
     """
-    landing, raw = landing_prefix(source), raw_prefix(source)
-    refused = rejected if rejected is not None else []
-    for bad in lake.list_rejected(landing):
-        refused.append(_refuse_landed(lake, source, bad.key, bad.rule, bad.problem))
-    seen = {o.name.split("-", 2)[1] for o in lake.list_objects(raw) if o.name.count("-") >= 2}
-    now = now or dt.datetime.now(dt.UTC)
-    new: list[str] = []
-    for obj in lake.list_objects(landing):
-        if obj.name.startswith("."):
-            continue
-        ident = _identity(obj.key, obj.version)
-        if ident in seen:
-            continue
-        rel_dir = obj.key[len(landing) : len(obj.key) - len(obj.name)]
-        stamp = (now + dt.timedelta(microseconds=len(new))).strftime(STAMP)
-        raw_key = f"{raw}{rel_dir}{stamp}-{ident}-{obj.name}"
-        try:
-            lake.copy(obj.key, raw_key)
-        except UnsafeObjectError as exc:  # swapped for a link or a FIFO since the listing: still never read
-            rule = "symlink" if "symbolic link" in str(exc) else "not_a_regular_file"
-            refused.append(_refuse_landed(lake, source, obj.key, rule, str(exc)))
-            continue
-        except OSError as exc:  # unreadable (permissions, an I/O error): this file waits, the batch goes on
-            problem = f"cannot be read: {exc.strerror or type(exc).__name__}; fix the file and land it again"
-            refused.append(_refuse_landed(lake, source, obj.key, "unreadable_file", problem))
-            continue
-        stale = landing_reason_key(source, obj.key)
-        if lake.exists(stale):  # refused before, readable now: its old reason goes
-            lake.delete_prefix(stale)
-        seen.add(ident)
-        new.append(raw_key)
-    return new
-
-
-def ingested_at(raw_key: str) -> str:
-    """The arrival stamp in a raw key's name as an ISO timestamp (UTC, naive)."""
-    stamp = raw_key.rsplit("/", 1)[-1].split("-", 1)[0]
-    try:
-        return dt.datetime.strptime(stamp, STAMP).isoformat(sep=" ")
-    except ValueError as exc:
-        raise ValueError(f"{raw_key}: not a registered raw key (expected <{STAMP}>-<id>-<name>)") from exc
+    reg = registration.register_landed(
+        lake, landing_prefix(source), raw_prefix(source), accept=lambda o: not o.name.startswith("."),
+        versions="keep", now=now,
+    )
+    if rejected is not None:
+        rejected.extend(reg.rejected)
+    return reg.registered
 
 
 def _register_asset(source: str) -> dg.AssetsDefinition:
@@ -175,9 +117,9 @@ def _register_asset(source: str) -> dg.AssetsDefinition:
             f"is never read and an unreadable file waits: each gets a reason in `quarantine/{source}/landing/`."
         ),
     )
-    def _asset(context: dg.AssetExecutionContext, lake: Lake) -> dg.MaterializeResult:
+    def _asset(context: dg.AssetExecutionContext, lake: dg.ResourceParam[Lake]) -> dg.MaterializeResult:
         refused: list[dict[str, str]] = []
-        new = register_landed(lake, source, rejected=refused)
+        new = register_source(lake, source, rejected=refused)
         for key in new:
             context.log.info(f"registered {key}")
         for entry in refused:
@@ -212,10 +154,10 @@ raw_orders_files, raw_customers_files, raw_products_files = (_register_asset(s) 
         "not a JSON list of objects goes to `quarantine/api_products/files/` and fails the run (not retried)."
     ),
 )
-def orders_raw_api_products(context: dg.AssetExecutionContext, lake: Lake, products_api: ProductsApi) -> dg.MaterializeResult:
+def orders_raw_api_products(context: dg.AssetExecutionContext, lake: dg.ResourceParam[Lake], products_api: ProductsApi) -> dg.MaterializeResult:
     now = dt.datetime.now(dt.UTC)
-    name = f"{now.strftime(STAMP)}-{hashlib.sha256(now.isoformat().encode()).hexdigest()[:12]}-products.json"
-    raw_key = f"{API_RAW}date={now.date().isoformat()}/{name}"
+    name = f"{now.strftime(registration.STAMP)}-{hashlib.sha256(now.isoformat().encode()).hexdigest()[:12]}-products.json"
+    raw_key = f"{zones.ORDERS_API_RAW}date={now.date().isoformat()}/{name}"
     try:
         fetch = products_api.fetch_products()
     except ProductsPayloadError as exc:
@@ -277,7 +219,7 @@ def _source_files(lake: Lake, source: str) -> tuple[list[T.SourceFile], list[Bad
         if o.name.startswith("."):
             continue
         try:
-            files.append(T.SourceFile(key=o.key, path=lake.open_local(o.key), ingested_at=ingested_at(o.key)))
+            files.append(T.SourceFile(key=o.key, path=lake.open_local(o.key), ingested_at=registration.ingested_at(o.key)))
         except ValueError as exc:
             unusable.append(BadFileError(o.key, f"{exc}; land the file in {landing_prefix(source)} instead",
                                          "not_registered"))
@@ -329,7 +271,7 @@ def _cleaned_asset(source: str) -> dg.AssetsDefinition:
             f"with (source_file, source_row, field, rule); unreadable files to `{quarantine_files_prefix(source)}`."
         ),
     )
-    def _asset(context: dg.AssetExecutionContext, lake: Lake) -> dg.MaterializeResult:
+    def _asset(context: dg.AssetExecutionContext, lake: dg.ResourceParam[Lake]) -> dg.MaterializeResult:
         result = clean_from_lake(lake, source, context.log)
         con = lake.engine()
         try:
@@ -383,7 +325,7 @@ def _load_asset(source: str) -> dg.AssetsDefinition:
             f"table are never dropped). dbt reads it as source `raw_orders.{source}`."
         ),
     )
-    def _asset(lake: Lake, warehouse: Warehouse) -> dg.MaterializeResult:
+    def _asset(lake: dg.ResourceParam[Lake], warehouse: dg.ResourceParam[Warehouse]) -> dg.MaterializeResult:
         warehouse.replace_rows(table, [lake.uri(cleaned_key(source))], [KEYS[source]])
         return dg.MaterializeResult(metadata=warehouse_table_metadata(warehouse, table))
 
@@ -392,30 +334,3 @@ def _load_asset(source: str) -> dg.AssetsDefinition:
 
 
 load_orders, load_customers, load_products, load_api_products = (_load_asset(s) for s in SOURCES)
-
-
-# --- sensors and schedule ----------------------------------------------------------------------
-def _arrival(source: str) -> dg.SensorDefinition:
-    return arrival_sensor(
-        name=f"orders_{source}_arrival",
-        source_prefix=landing_prefix(source),
-        target=[raw_asset_key(source), cleaned_asset_key(source), warehouse_asset_key(source)],
-        description=(
-            f"New files in `landing/{source}/` -> register, clean and load them (dbt models follow by "
-            "their eager automation condition)."
-        ),
-        build_request=lambda batch: dg.RunRequest(),  # the assets are not partitioned: one run per batch
-    )
-
-
-orders_arrival_sensor, customers_arrival_sensor, products_arrival_sensor = (_arrival(s) for s in FILE_SOURCES)
-
-API_SOURCES = [raw_asset_key("api_products"), cleaned_asset_key("api_products"), warehouse_asset_key("api_products")]
-
-products_api_daily = dg.ScheduleDefinition(
-    name="orders_products_api_daily",
-    target=API_SOURCES,
-    cron_schedule="0 6 * * *",
-    default_status=dg.DefaultScheduleStatus.STOPPED,
-    description="Fetch the products API every day at 06:00 and load it (start it once the API URL is set).",
-)

@@ -40,8 +40,9 @@ from ecommerce_assets.resources.dbt import (
     dbt_environment,
     dbt_executable,
 )
-from ecommerce_assets.resources.warehouse import DuckDBWarehouse, Warehouse, file_lock
 from ecommerce_assets.settings import get_settings
+from ecommerce_assets.storage.warehouses.base import Warehouse
+from ecommerce_assets.storage.warehouses.duckdb import DuckDBWarehouse, file_lock
 
 GROUP = "orders"
 # staging views that read an optional source: they are empty until it lands and never block a mart
@@ -153,7 +154,7 @@ def dbt_build_args() -> list[str]:
     dagster_dbt_translator=OrdersDbtTranslator(),
     name="orders_dbt_models",
 )
-def orders_dbt_models(context: dg.AssetExecutionContext, dbt: DbtCliResource, warehouse: Warehouse) -> Iterator[Any]:
+def orders_dbt_models(context: dg.AssetExecutionContext, dbt: DbtCliResource, warehouse: dg.ResourceParam[Warehouse]) -> Iterator[Any]:
     """``dbt build`` of the selected models, snapshot and tests (staging -> customers_snapshot -> marts)."""
     with _dbt_process_env(warehouse):
         views = optional_views_to_create(context.selected_asset_keys)
@@ -200,7 +201,7 @@ def freshness_check_key(source: str) -> dg.AssetCheckKey:
     name="orders_source_freshness",
 )
 def orders_source_freshness(
-    context: dg.AssetCheckExecutionContext, dbt: DbtCliResource, warehouse: Warehouse
+    context: dg.AssetCheckExecutionContext, dbt: DbtCliResource, warehouse: dg.ResourceParam[Warehouse]
 ) -> Iterator[dg.AssetCheckResult]:
     """Run ``dbt source freshness`` once for the selected ``raw_orders`` tables and report one check each."""
     selected = {key.asset_key.path[-1] for key in context.selected_asset_check_keys}

@@ -5,21 +5,22 @@ import json
 
 import dagster as dg
 
-from ecommerce_assets.metadata import table_metadata, warehouse_table_metadata
-from ecommerce_assets.registration import current_raw_files, register_landed
-from ecommerce_assets.resources.lake import Lake
-from ecommerce_assets.resources.warehouse import Warehouse
+from ecommerce_assets.lib.metadata import registration_metadata, table_metadata, warehouse_table_metadata
+from ecommerce_assets.storage import zones
+from ecommerce_assets.storage.lake import Lake
+from ecommerce_assets.storage.registration import current_raw_files, register_landed
+from ecommerce_assets.storage.warehouses.base import Warehouse
 from ecommerce_assets.transforms import retail
 from ecommerce_assets.transforms.files import BadFileError, open_csv
 
 GROUP = "online_retail"
-LANDING = "landing/online_retail/"
-RAW = "raw/online_retail/"
-CLEANED = "processed/online_retail/cleaned/"
-CLEANED_MANIFEST = "processed/online_retail/cleaned_manifest.json"
-GOLD = "processed/online_retail/gold/"
-QUARANTINE_ROWS = "quarantine/online_retail/rows/quarantined_rows.parquet"
-QUARANTINE_FILES = "quarantine/online_retail/files/"
+LANDING = zones.RETAIL_LANDING
+RAW = zones.RETAIL_RAW
+CLEANED = zones.RETAIL_CLEANED
+CLEANED_MANIFEST = zones.RETAIL_CLEANED_MANIFEST
+GOLD = zones.RETAIL_GOLD
+QUARANTINE_ROWS = zones.RETAIL_QUARANTINE_ROWS
+QUARANTINE_FILES = zones.RETAIL_QUARANTINE_FILES
 SUFFIXES = (".csv", ".txt", ".csv.gz")
 
 RAW_KEY = dg.AssetKey(["online_retail", "raw"])
@@ -39,11 +40,11 @@ def cleaned_glob(lake: Lake) -> str:
         "A file landed again with other content replaces the raw copy; the old copy is kept under `_superseded/`."
     ),
 )
-def online_retail_raw(context: dg.AssetExecutionContext, lake: Lake) -> dg.MaterializeResult:
+def online_retail_raw(context: dg.AssetExecutionContext, lake: dg.ResourceParam[Lake]) -> dg.MaterializeResult:
     reg = register_landed(
         lake, LANDING, RAW, accept=lambda o: o.key.lower().endswith(SUFFIXES), log=context.log.info
     )
-    return dg.MaterializeResult(metadata=reg.metadata(lake, RAW))
+    return dg.MaterializeResult(metadata=registration_metadata(reg, lake, RAW))
 
 
 @dg.asset(
@@ -59,7 +60,7 @@ def online_retail_raw(context: dg.AssetExecutionContext, lake: Lake) -> dg.Mater
         "and the other files go on. Rows in = rows out + rows removed per rule."
     ),
 )
-def online_retail_cleaned(context: dg.AssetExecutionContext, lake: Lake) -> dg.MaterializeResult:
+def online_retail_cleaned(context: dg.AssetExecutionContext, lake: dg.ResourceParam[Lake]) -> dg.MaterializeResult:
     raw_files = current_raw_files(lake, RAW)
     good, labels, bad = [], [], []
     for obj in raw_files:
@@ -129,7 +130,7 @@ def _star_asset(table: str, description: str) -> dg.AssetsDefinition:
         kinds={"duckdb", "parquet", "table"},
         description=description,
     )
-    def _asset(context: dg.AssetExecutionContext, lake: Lake, warehouse: Warehouse) -> dg.MaterializeResult:
+    def _asset(context: dg.AssetExecutionContext, lake: dg.ResourceParam[Lake], warehouse: dg.ResourceParam[Warehouse]) -> dg.MaterializeResult:
         con = lake.engine()
         out = lake.uri(f"{GOLD}{table}.parquet")
         with lake.writing(f"{GOLD}{table}.parquet") as staged:

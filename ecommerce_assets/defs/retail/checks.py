@@ -16,8 +16,9 @@ from ecommerce_assets.defs.retail.assets import (
     QUARANTINE_ROWS,
     cleaned_glob,
 )
-from ecommerce_assets.resources.lake import Lake
-from ecommerce_assets.transforms import quality, retail
+from ecommerce_assets.lib import quality
+from ecommerce_assets.storage.lake import Lake
+from ecommerce_assets.transforms import retail
 
 UNKNOWN_SHARE_WARN = 0.30
 
@@ -29,17 +30,17 @@ def _cleaned(lake: Lake) -> duckdb.DuckDBPyConnection:
 
 
 @dg.asset_check(asset=CLEANED_KEY, blocking=True, description="No cleaned line has a null invoiceno.")
-def no_null_invoiceno(lake: Lake) -> dg.AssetCheckResult:
+def no_null_invoiceno(lake: dg.ResourceParam[Lake]) -> dg.AssetCheckResult:
     return quality.no_nulls(_cleaned(lake), "cleaned", "invoiceno")
 
 
 @dg.asset_check(asset=CLEANED_KEY, blocking=True, description="Every cleaned line has quantity > 0.")
-def positive_quantity(lake: Lake) -> dg.AssetCheckResult:
+def positive_quantity(lake: dg.ResourceParam[Lake]) -> dg.AssetCheckResult:
     return quality.all_positive(_cleaned(lake), "cleaned", "quantity", "invoiceno")
 
 
 @dg.asset_check(asset=CLEANED_KEY, blocking=True, description="Every cleaned line has unitprice > 0.")
-def positive_unitprice(lake: Lake) -> dg.AssetCheckResult:
+def positive_unitprice(lake: dg.ResourceParam[Lake]) -> dg.AssetCheckResult:
     return quality.all_positive(_cleaned(lake), "cleaned", "unitprice", "invoiceno")
 
 
@@ -65,7 +66,7 @@ def reconcile(con: duckdb.DuckDBPyConnection, manifest: dict, cleaned: str, quar
     blocking=True,
     description="Rows in = rows out + rows quarantined, rule by rule, read back from the files themselves.",
 )
-def counts_reconcile(lake: Lake) -> dg.AssetCheckResult:
+def counts_reconcile(lake: dg.ResourceParam[Lake]) -> dg.AssetCheckResult:
     con = _cleaned(lake)
     con.read_parquet(lake.uri(QUARANTINE_ROWS)).create_view("quarantined")
     return reconcile(con, json.loads(lake.read_bytes(CLEANED_MANIFEST)), "cleaned", "quarantined")
@@ -75,7 +76,7 @@ def counts_reconcile(lake: Lake) -> dg.AssetCheckResult:
     asset=CLEANED_KEY,
     description=f"Warns when more than {UNKNOWN_SHARE_WARN:.0%} of the lines have no customer (UNKNOWN).",
 )
-def unknown_customer_share(lake: Lake) -> dg.AssetCheckResult:
+def unknown_customer_share(lake: dg.ResourceParam[Lake]) -> dg.AssetCheckResult:
     return quality.share_at_most(_cleaned(lake), "cleaned", "customerid", retail.UNKNOWN_CUSTOMER, UNKNOWN_SHARE_WARN)
 
 
@@ -87,12 +88,12 @@ def _gold(lake: Lake) -> duckdb.DuckDBPyConnection:
 
 
 @dg.asset_check(asset=dg.AssetKey(["gold", "customers"]), description="customerid is unique in gold.customers.")
-def customers_key_unique(lake: Lake) -> dg.AssetCheckResult:
+def customers_key_unique(lake: dg.ResourceParam[Lake]) -> dg.AssetCheckResult:
     return quality.unique_key(_gold(lake), "customers", ["customerid"])
 
 
 @dg.asset_check(asset=dg.AssetKey(["gold", "products"]), description="stockcode is unique in gold.products.")
-def products_key_unique(lake: Lake) -> dg.AssetCheckResult:
+def products_key_unique(lake: dg.ResourceParam[Lake]) -> dg.AssetCheckResult:
     return quality.unique_key(_gold(lake), "products", ["stockcode"])
 
 
@@ -101,7 +102,7 @@ def products_key_unique(lake: Lake) -> dg.AssetCheckResult:
     additional_deps=[dg.AssetKey(["gold", "customers"])],
     description="Every sales_transactions.customerid is in gold.customers.",
 )
-def sales_customer_exists(lake: Lake) -> dg.AssetCheckResult:
+def sales_customer_exists(lake: dg.ResourceParam[Lake]) -> dg.AssetCheckResult:
     return quality.references(_gold(lake), "sales_transactions", "customerid", "customers", "customerid")
 
 
@@ -110,5 +111,5 @@ def sales_customer_exists(lake: Lake) -> dg.AssetCheckResult:
     additional_deps=[dg.AssetKey(["gold", "products"])],
     description="Every sales_transactions.stockcode is in gold.products.",
 )
-def sales_product_exists(lake: Lake) -> dg.AssetCheckResult:
+def sales_product_exists(lake: dg.ResourceParam[Lake]) -> dg.AssetCheckResult:
     return quality.references(_gold(lake), "sales_transactions", "stockcode", "products", "stockcode")

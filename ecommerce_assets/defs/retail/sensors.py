@@ -3,8 +3,8 @@
 
 import dagster as dg
 
-from ecommerce_assets.arrival import arrival_sensor
 from ecommerce_assets.defs.retail.assets import GROUP, LANDING, SUFFIXES
+from ecommerce_assets.lib.arrival import arrival_sensor
 
 online_retail_arrival_sensor = arrival_sensor(
     name="online_retail_arrival_sensor",

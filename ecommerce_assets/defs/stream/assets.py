@@ -16,12 +16,14 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from ecommerce_assets.metadata import table_metadata, warehouse_table_metadata
-from ecommerce_assets.resources.kv_store import KeyValueStore
-from ecommerce_assets.resources.lake import Lake
-from ecommerce_assets.resources.stream import Stream
-from ecommerce_assets.resources.warehouse import Warehouse, quote_ident
-from ecommerce_assets.transforms import stream as ts
+from ecommerce_assets.lib.metadata import table_metadata, warehouse_table_metadata
+from ecommerce_assets.storage.kv_store import KeyValueStore
+from ecommerce_assets.storage.lake import Lake
+from ecommerce_assets.storage.stream import Stream, StreamRecord
+from ecommerce_assets.storage.warehouses.base import Warehouse
+from ecommerce_assets.transforms import stream_batches as ts
+from ecommerce_assets.transforms.files import parquet_bytes
+from ecommerce_assets.transforms.order_lines import UNKNOWN_CUSTOMER
 
 GROUP = "stream"
 STREAM_KEY = dg.AssetKey(["stream", "orders"])
@@ -54,13 +56,7 @@ stream_orders = dg.AssetSpec(
 )
 
 
-def _parquet_bytes(table: pa.Table) -> bytes:
-    buf = io.BytesIO()
-    pq.write_table(table, buf, compression="zstd")
-    return buf.getvalue()
-
-
-def _read_archive(lake: Lake, config: StreamBatchConfig) -> list[ts.StreamRecord]:
+def _read_archive(lake: Lake, config: StreamBatchConfig) -> list[StreamRecord]:
     key = ts.archive_key(config.date, config.first_sequence_number, config.last_sequence_number)
     if not lake.exists(key):
         raise dg.Failure(description=f"the raw archive of this batch is missing: {lake.uri(key)}")
@@ -80,8 +76,8 @@ def _read_archive(lake: Lake, config: StreamBatchConfig) -> list[ts.StreamRecord
         "rewrites the same file with the same bytes."
     ),
 )
-def stream_raw_archive(context: dg.AssetExecutionContext, config: StreamBatchConfig, stream: Stream,
-                       lake: Lake) -> dg.MaterializeResult:
+def stream_raw_archive(context: dg.AssetExecutionContext, config: StreamBatchConfig, stream: dg.ResourceParam[Stream],
+                       lake: dg.ResourceParam[Lake]) -> dg.MaterializeResult:
     key = ts.archive_key(config.date, config.first_sequence_number, config.last_sequence_number)
     records = stream.read_range(config.shard_id, config.first_sequence_number, config.last_sequence_number)
     if not records:
@@ -115,7 +111,7 @@ def stream_raw_archive(context: dg.AssetExecutionContext, config: StreamBatchCon
     group_name=GROUP,
     kinds={"parquet", "python"},
     description=(
-        "The micro-batch's records validated with the API's own rules (`ecommerce_assets.transforms.stream`) "
+        "The micro-batch's records validated with the API's own rules (`ecommerce_assets.transforms.order_lines`) "
         "and typed (quantity BIGINT, unitprice DECIMAL(18,3), invoicedate TIMESTAMP, customerid `UNKNOWN` "
         "when blank, is_cancellation), as Parquet in `processed/stream/order_lines/<d>/batch-<first>-<last>"
         ".parquet`. A record that fails validation (another producer, a corrupt record) goes to "
@@ -124,7 +120,7 @@ def stream_raw_archive(context: dg.AssetExecutionContext, config: StreamBatchCon
     ),
 )
 def stream_order_lines(context: dg.AssetExecutionContext, config: StreamBatchConfig,
-                       lake: Lake) -> dg.MaterializeResult:
+                       lake: dg.ResourceParam[Lake]) -> dg.MaterializeResult:
     first, last = config.first_sequence_number, config.last_sequence_number
     archive = ts.archive_key(config.date, first, last)
     typed = ts.type_batch(_read_archive(lake, config), source_file=archive)
@@ -138,7 +134,7 @@ def stream_order_lines(context: dg.AssetExecutionContext, config: StreamBatchCon
             context.log.warning(f"quarantined {q['shard_id']}/{q['sequence_number']}: {q['field']}: {q['message']}")
     elif lake.exists(quarantine):
         lake.delete_prefix(quarantine)
-    uri = lake.write_bytes(ts.typed_key(config.date, first, last), _parquet_bytes(typed.table))
+    uri = lake.write_bytes(ts.typed_key(config.date, first, last), parquet_bytes(typed.table))
     rules: dict[str, int] = {}
     for q in typed.quarantined:
         rules[q["rule"]] = rules.get(q["rule"], 0) + 1
@@ -150,7 +146,7 @@ def stream_order_lines(context: dg.AssetExecutionContext, config: StreamBatchCon
         "quarantine_uri": dg.MetadataValue.path(lake.uri(quarantine)) if typed.quarantined else "",
         "cancellation_lines": int(pc.sum(typed.table["is_cancellation"]).as_py() or 0),
         "unknown_customer_lines": int(
-            pc.sum(pc.equal(typed.table["customerid"], ts.UNKNOWN_CUSTOMER)).as_py() or 0),
+            pc.sum(pc.equal(typed.table["customerid"], UNKNOWN_CUSTOMER)).as_py() or 0),
     }))
 
 
@@ -172,8 +168,8 @@ def _read_typed(lake: Lake, config: StreamBatchConfig) -> pa.Table:
     ],
     retry_policy=dg.RetryPolicy(max_retries=3, delay=2, backoff=dg.Backoff.EXPONENTIAL),
 )
-def stream_kv_tables(context: dg.AssetExecutionContext, config: StreamBatchConfig, lake: Lake,
-                     kv_store: KeyValueStore):
+def stream_kv_tables(context: dg.AssetExecutionContext, config: StreamBatchConfig, lake: dg.ResourceParam[Lake],
+                     kv_store: dg.ResourceParam[KeyValueStore]):
     """Upsert the micro-batch's lines into the key-value tables (local SQLite or DynamoDB)."""
     items = ts.kv_items(_read_typed(lake, config))
     written = kv_store.put_lines(items)
@@ -198,8 +194,8 @@ def stream_kv_tables(context: dg.AssetExecutionContext, config: StreamBatchConfi
         "batch again replaces its rows instead of adding them."
     ),
 )
-def firehose_transactions(context: dg.AssetExecutionContext, config: StreamBatchConfig, lake: Lake,
-                          warehouse: Warehouse) -> dg.MaterializeResult:
+def firehose_transactions(context: dg.AssetExecutionContext, config: StreamBatchConfig, lake: dg.ResourceParam[Lake],
+                          warehouse: dg.ResourceParam[Warehouse]) -> dg.MaterializeResult:
     key = ts.typed_key(config.date, config.first_sequence_number, config.last_sequence_number)
     total = warehouse.replace_rows(FIREHOSE_TABLE, [lake.uri(key)], FIREHOSE_KEYS)
     batch_rows = _read_typed(lake, config).num_rows
@@ -211,33 +207,7 @@ def firehose_transactions(context: dg.AssetExecutionContext, config: StreamBatch
         "last_sequence_number": config.last_sequence_number}))
 
 
-@dg.asset_check(asset=FIREHOSE_KEY, blocking=True,
-                description="Each stream record (shard_id, sequence_number) is in the table at most once.")
-def firehose_transactions_one_row_per_record(warehouse: Warehouse) -> dg.AssetCheckResult:
-    t = quote_ident(FIREHOSE_TABLE)
-    dups = warehouse.query(
-        f"SELECT shard_id, sequence_number, count(*) AS n FROM {t} "  # noqa: S608 - quoted identifier
-        "GROUP BY shard_id, sequence_number HAVING count(*) > 1 ORDER BY n DESC LIMIT 5"
-    ).to_pylist()
-    return dg.AssetCheckResult(passed=not dups, metadata={
-        "duplicated_records_sample": dg.MetadataValue.json([{k: str(v) for k, v in d.items()} for d in dups])})
-
-
-@dg.asset_check(asset=FIREHOSE_KEY, blocking=True,
-                description="Typed columns are filled: invoice, stock code, non-zero quantity, date, customer.")
-def firehose_transactions_required_columns(warehouse: Warehouse) -> dg.AssetCheckResult:
-    t = quote_ident(FIREHOSE_TABLE)
-    bad = warehouse.query(
-        f"SELECT shard_id, sequence_number, invoiceno, stockcode, quantity FROM {t} "  # noqa: S608
-        "WHERE invoiceno IS NULL OR stockcode IS NULL OR quantity IS NULL OR quantity = 0 "
-        "OR invoicedate IS NULL OR customerid IS NULL OR unitprice IS NULL LIMIT 5"
-    ).to_pylist()
-    return dg.AssetCheckResult(passed=not bad, metadata={
-        "offending_rows_sample": dg.MetadataValue.json([{k: str(v) for k, v in b.items()} for b in bad])})
-
-
 STREAM_BATCH_ASSETS = [stream_raw_archive, stream_order_lines, stream_kv_tables, firehose_transactions]
-STREAM_BATCH_CHECKS = [firehose_transactions_one_row_per_record, firehose_transactions_required_columns]
 
 stream_batch_job = dg.define_asset_job(
     "stream_batch_job",

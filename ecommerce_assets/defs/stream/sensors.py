@@ -13,10 +13,10 @@ from dataclasses import dataclass
 
 import dagster as dg
 
-from ecommerce_assets.arrival import sensor_default_status
 from ecommerce_assets.defs.stream.assets import batch_run_config, stream_batch_job
-from ecommerce_assets.resources.stream import Stream
-from ecommerce_assets.transforms.stream import batch_date
+from ecommerce_assets.lib.arrival import sensor_default_status
+from ecommerce_assets.storage.stream import Stream
+from ecommerce_assets.transforms.stream_batches import batch_date
 
 MAX_BATCHES_PER_SHARD = 20
 
@@ -76,7 +76,7 @@ def plan_batches(
         "asked for in each shard."
     ),
 )
-def stream_sensor(context: dg.SensorEvaluationContext, stream: Stream) -> dg.SensorResult:
+def stream_sensor(context: dg.SensorEvaluationContext, stream: dg.ResourceParam[Stream]) -> dg.SensorResult:
     from ecommerce_assets.settings import get_settings
 
     if not get_settings().stream_configured:

@@ -1,6 +1,6 @@
 """Event-driven transactions: landed JSON -> raw (registered once) -> processed Parquet -> seven analytics.
 
-``transactions_raw`` and ``transactions`` are partitioned by the landing date prefix
+``transactions/raw`` and ``transactions/processed`` are partitioned by the landing date prefix
 (``landing/transactions/date=YYYY-MM-DD/``); the arrival sensor asks for one run per date with new files.
 The analytics are unpartitioned and refresh themselves (automation condition) after new partitions.
 """
@@ -10,26 +10,30 @@ import datetime as dt
 
 import dagster as dg
 
-from ecommerce_assets.metadata import table_metadata, warehouse_table_metadata
-from ecommerce_assets.registration import current_raw_files, register_landed
-from ecommerce_assets.resources.lake import Lake
-from ecommerce_assets.resources.lake_catalog import LakeCatalog
-from ecommerce_assets.resources.warehouse import Warehouse
+from ecommerce_assets.lib.metadata import registration_metadata, table_metadata, warehouse_table_metadata
 from ecommerce_assets.settings import get_settings
+from ecommerce_assets.storage import zones
+from ecommerce_assets.storage.lake import Lake
+from ecommerce_assets.storage.registration import current_raw_files, register_landed
+from ecommerce_assets.storage.table_catalog import TableCatalog
+from ecommerce_assets.storage.warehouses.base import Warehouse
 from ecommerce_assets.transforms import transactions as tx
 
 GROUP = "transactions"
-LANDING = "landing/transactions/"
-RAW = "raw/transactions/"
-ANALYTICS_PREFIX = "processed/analytics/transactions/"
+LANDING = zones.TRANSACTIONS_LANDING
+RAW = zones.TRANSACTIONS_RAW
+ANALYTICS_PREFIX = zones.TRANSACTIONS_ANALYTICS
 START_DATE = "2020-01-01"
 CATALOG_TABLE = "transactions"
+RAW_KEY = dg.AssetKey(["transactions", "raw"])
+PROCESSED_KEY = dg.AssetKey(["transactions", "processed"])
 
 daily = dg.DailyPartitionsDefinition(start_date=START_DATE, end_offset=1)
 _interval = get_settings().generator_interval_minutes
 
 
 @dg.asset(
+    key=RAW_KEY,
     group_name=GROUP,
     partitions_def=daily,
     kinds={"json", "s3" if get_settings().env == "aws" else "file"},
@@ -43,29 +47,30 @@ _interval = get_settings().generator_interval_minutes
         "A file landed again with other content replaces the raw copy; the old copy is kept under `_superseded/`."
     ),
 )
-def transactions_raw(context: dg.AssetExecutionContext, lake: Lake) -> dg.MaterializeResult:
+def transactions_raw(context: dg.AssetExecutionContext, lake: dg.ResourceParam[Lake]) -> dg.MaterializeResult:
     date = context.partition_key
     landing, raw = f"{LANDING}date={date}/", f"{RAW}date={date}/"
     reg = register_landed(lake, landing, raw)
     context.log.info(f"{date}: {len(reg.registered)} new file(s), {reg.unchanged} unchanged, {reg.superseded} superseded")
-    return dg.MaterializeResult(metadata=reg.metadata(lake, raw))
+    return dg.MaterializeResult(metadata=registration_metadata(reg, lake, raw))
 
 
 RECONCILES = dg.AssetCheckSpec(
-    "counts_reconcile", asset="transactions", blocking=True,
+    "counts_reconcile", asset=PROCESSED_KEY, blocking=True,
     description="records in = records out + records quarantined, and files in = files ok + files quarantined.",
 )
 UNIQUE_IDS = dg.AssetCheckSpec(
-    "transaction_id_unique", asset="transactions",
+    "transaction_id_unique", asset=PROCESSED_KEY,
     description="No transaction_id appears twice in the partition (a producer sending a record twice).",
 )
 NO_BAD_FILES = dg.AssetCheckSpec(
-    "no_quarantined_files", asset="transactions",
+    "no_quarantined_files", asset=PROCESSED_KEY,
     description="No file of the partition went whole to quarantine (not JSON, or empty).",
 )
 
 
 @dg.asset(
+    key=PROCESSED_KEY,
     group_name=GROUP,
     partitions_def=daily,
     deps=[transactions_raw],
@@ -81,7 +86,7 @@ NO_BAD_FILES = dg.AssetCheckSpec(
     ),
 )
 def transactions(
-    context: dg.AssetExecutionContext, lake: Lake, catalog: LakeCatalog
+    context: dg.AssetExecutionContext, lake: dg.ResourceParam[Lake], table_catalog: dg.ResourceParam[TableCatalog]
 ) -> dg.MaterializeResult:
     date = context.partition_key
     raw = f"{RAW}date={date}/"
@@ -108,7 +113,7 @@ def transactions(
     finally:
         con.close()
     registration = (
-        catalog.register_lake_prefix(lake, tx.PROCESSED, catalog.default_database, CATALOG_TABLE)
+        table_catalog.register_lake_prefix(lake, tx.PROCESSED, table_catalog.default_database, CATALOG_TABLE)
         if any(o.key.endswith(".parquet") for o in lake.list_objects(tx.PROCESSED)) else None
     )
     counts = result.as_metadata()
@@ -149,14 +154,14 @@ def _analytics_asset(name: str, description: str) -> dg.AssetsDefinition:
     table = f"analytics.transactions_{name}"
 
     @dg.asset(
-        name=f"transactions_{name}",
+        key=["analytics", f"transactions_{name}"],
         group_name=GROUP,
         deps=[transactions],
         kinds={"duckdb", "parquet"},
         automation_condition=ANALYTICS_AUTOMATION,
         description=f"{description} Over every processed partition; loaded as warehouse table `{table}`.",
     )
-    def _asset(context: dg.AssetExecutionContext, lake: Lake, warehouse: Warehouse) -> dg.MaterializeResult:
+    def _asset(context: dg.AssetExecutionContext, lake: dg.ResourceParam[Lake], warehouse: dg.ResourceParam[Warehouse]) -> dg.MaterializeResult:
         if not any(o.key.endswith(".parquet") for o in lake.list_objects(tx.PROCESSED)):
             raise dg.Failure(description=f"no processed transactions yet below {lake.uri(tx.PROCESSED)}")
         key = f"{ANALYTICS_PREFIX}{name}.parquet"

@@ -8,9 +8,9 @@ import time
 
 import dagster as dg
 
-from ecommerce_assets.resources.lake import Lake
+from ecommerce_assets.services.transactions_generator import FORMATS, generate_files, land
 from ecommerce_assets.settings import get_settings
-from ecommerce_assets.transactions_generator import FORMATS, generate_files, land
+from ecommerce_assets.storage.lake import Lake
 
 _settings = get_settings()
 
@@ -25,7 +25,7 @@ class GeneratorConfig(dg.Config):
 
 
 @dg.op(description="Land generated transactions in landing/transactions/date=<today>/ (the shop's stand-in).")
-def generate_transactions(context: dg.OpExecutionContext, config: GeneratorConfig, lake: Lake) -> None:
+def generate_transactions(context: dg.OpExecutionContext, config: GeneratorConfig, lake: dg.ResourceParam[Lake]) -> None:
     if config.format not in FORMATS:
         raise dg.Failure(f"format must be one of {', '.join(FORMATS)}; got {config.format!r}")
     per_file = 1 if config.format == "object" else config.per_file

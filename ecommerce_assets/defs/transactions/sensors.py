@@ -9,8 +9,8 @@ import datetime as dt
 
 import dagster as dg
 
-from ecommerce_assets.arrival import Arrivals, arrival_sensor
 from ecommerce_assets.defs.transactions.assets import LANDING, START_DATE, transactions, transactions_raw
+from ecommerce_assets.lib.arrival import Arrivals, arrival_sensor
 
 
 def transactions_request(batch: Arrivals) -> dg.RunRequest | None:
@@ -30,6 +30,6 @@ transactions_arrival_sensor = arrival_sensor(
     suffixes=(".json", ".jsonl", ".ndjson"),
     description=(
         "New or changed JSON files in landing/transactions/date=YYYY-MM-DD/ -> one run per date of "
-        "transactions_raw + transactions (lists only recent/new date prefixes, sweeps older ones in turn)."
+        "transactions/raw + transactions/processed (lists only recent/new date prefixes, sweeps older ones in turn)."
     ),
 )

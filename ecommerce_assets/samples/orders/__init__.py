@@ -9,8 +9,9 @@ from __future__ import annotations
 
 from importlib import resources
 
-from ecommerce_assets.resources.lake import Lake
 from ecommerce_assets.settings import Settings
+from ecommerce_assets.storage import zones
+from ecommerce_assets.storage.lake import Lake
 
 BATCH_DATES = {1: "2026-01-05", 2: "2026-01-06"}
 FILES = {"orders": "orders.csv", "customers": "customers.json", "products": "products.csv"}
@@ -25,7 +26,7 @@ def land_batch(lake: Lake, batch: int) -> list[str]:
     """Land sample batch ``batch`` under ``landing/<source>/date=<batch date>/``; return the keys."""
     keys = []
     for source, name in FILES.items():
-        key = f"landing/{source}/date={BATCH_DATES[batch]}/{name}"
+        key = f"{zones.landing(source)}date={BATCH_DATES[batch]}/{name}"
         data = sample_bytes(batch, source)
         if not (lake.exists(key) and lake.read_bytes(key) == data):  # landing the same bytes again is a no-op
             lake.write_bytes(key, data)
