@@ -151,15 +151,15 @@ def test_waiting_for_active_names_what_timed_out_and_keeps_aws_errors(
     while waiting: the ``ClientError`` itself, as the call gave it (not the waiter's wrapper)."""
     from botocore.exceptions import ClientError
 
-    import ecommerce_assets.storage.stream as stream_module
+    import ecommerce_assets.storage.connections as connections
 
-    monkeypatch.setattr(stream_module, "ACTIVE_WAIT", {"Delay": 1, "MaxAttempts": 2})
+    monkeypatch.setattr(connections, "ACTIVE_WAIT", {"Delay": 1, "MaxAttempts": 2})
     dynamodb = boto3.client("dynamodb", endpoint_url=moto_endpoint, region_name="us-east-1")
     with pytest.raises(TimeoutError, match="DynamoDB table nope is not ACTIVE after 2 s"):
-        stream_module.wait_until_active(dynamodb, "table_exists", "DynamoDB table nope", TableName="nope")
+        connections.wait_until_active(dynamodb, "table_exists", "DynamoDB table nope", TableName="nope")
 
     kinesis = boto3.client("kinesis", endpoint_url=moto_endpoint, region_name="us-east-1")
     with pytest.raises(ClientError) as info:
-        stream_module.wait_until_active(kinesis, "stream_exists", "Kinesis stream nope", StreamName="nope")
+        connections.wait_until_active(kinesis, "stream_exists", "Kinesis stream nope", StreamName="nope")
     assert info.value.response["Error"]["Code"] == "ResourceNotFoundException"
     assert info.value.operation_name == "DescribeStream"

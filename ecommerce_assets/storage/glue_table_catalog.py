@@ -88,7 +88,7 @@ def partition_values(key: str, partition_keys: Sequence[str]) -> list[str] | Non
 
 
 @dataclass(frozen=True)
-class Registration:
+class TableRegistration:
     """What one registration did, for asset metadata."""
 
     database: str
@@ -165,7 +165,7 @@ class GlueCatalog(StorageModel):
         partition_keys: Sequence[str] = (),
         partitions: Iterable[Sequence[str]] = (),
         description: str = "",
-    ) -> Registration:
+    ) -> TableRegistration:
         """Create or update ``database.table`` over the Parquet at ``location`` and add new partitions."""
         glue = self.client()
         db, name = glue_name(database), glue_name(table)
@@ -235,11 +235,11 @@ class GlueCatalog(StorageModel):
             total = len(known) + added
         else:
             total = 0
-        return Registration(db, name, location, action, added, total)
+        return TableRegistration(db, name, location, action, added, total)
 
     def register_lake_prefix(
         self, lake: Lake, prefix: str, database: str, table: str, partition_keys: Sequence[str] | None = None
-    ) -> Registration:
+    ) -> TableRegistration:
         """Register the Parquet files below the lake ``prefix`` as ``database.table``.
 
         Partition folders (``date=YYYY-MM-DD/``, or the ``key=value/`` folders the files sit in) become Glue partitions; a prefix

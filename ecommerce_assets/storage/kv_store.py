@@ -28,7 +28,7 @@ from typing import Any
 
 from ecommerce_assets.settings import Settings
 from ecommerce_assets.storage.base import StorageModel
-from ecommerce_assets.storage.stream import _local, sqlite_connection, wait_until_active
+from ecommerce_assets.storage.connections import per_thread, sqlite_connection, wait_until_active
 
 _PREFIX = re.compile(r"^[A-Za-z0-9_.-]*$")
 
@@ -177,12 +177,8 @@ class DynamoDBKeyValueStore(KeyValueStore):
     def _dynamodb(self) -> Any:
         import boto3
 
-        cache: dict[tuple[int, str | None, str | None], Any] = getattr(_local, "dynamodb", None) or {}
-        _local.dynamodb = cache
-        key = (os.getpid(), self.endpoint_url, self.region_name)
-        if key not in cache:
-            cache[key] = boto3.resource("dynamodb", endpoint_url=self.endpoint_url, region_name=self.region_name)
-        return cache[key]
+        return per_thread("dynamodb", (self.endpoint_url, self.region_name),
+                          lambda: boto3.resource("dynamodb", endpoint_url=self.endpoint_url, region_name=self.region_name))
 
     def ensure(self) -> None:
         """Create the two tables unless they exist, then wait (up to ~120 s) until both are ACTIVE.

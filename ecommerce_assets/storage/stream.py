@@ -20,15 +20,14 @@ from __future__ import annotations
 import hashlib
 import os
 import sqlite3
-import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from ecommerce_assets.settings import Settings
 from ecommerce_assets.storage.base import StorageModel
+from ecommerce_assets.storage.connections import per_thread, sqlite_connection, wait_until_active
 
 
 @dataclass(frozen=True)
@@ -49,28 +48,6 @@ def sequence_int(sequence_number: str) -> int:
 
 PUT_BATCH = 500  # Kinesis PutRecords limit
 _HASH_SPACE = 1 << 128
-ACTIVE_WAIT: dict[str, int] = {"Delay": 1, "MaxAttempts": 120}
-"""How boto3's waiters poll a new Kinesis stream or DynamoDB table until it is ACTIVE: every second, ~120 s."""
-
-
-def wait_until_active(client: Any, waiter_name: str, what: str, **params: Any) -> None:
-    """Wait with boto3's waiter ``waiter_name`` (``stream_exists``, ``table_exists``) until ``what`` is ACTIVE.
-
-    Polls as ``ACTIVE_WAIT`` says. Still not ACTIVE then: ``TimeoutError`` naming ``what``. An AWS error while
-    waiting (access denied, ...) is raised as the ``ClientError`` the call returned, not wrapped by the waiter.
-    """
-    from botocore.exceptions import ClientError, WaiterError
-
-    waiter = client.get_waiter(waiter_name)
-    try:
-        waiter.wait(**params, WaiterConfig=ACTIVE_WAIT)
-    except WaiterError as err:
-        if str(err.kwargs.get("reason", "")).startswith("Max attempts exceeded"):
-            seconds = ACTIVE_WAIT["Delay"] * ACTIVE_WAIT["MaxAttempts"]
-            raise TimeoutError(f"{what} is not ACTIVE after {seconds} s") from err
-        if "Error" in (err.last_response or {}):
-            raise ClientError(err.last_response, waiter.config.operation) from err
-        raise
 
 
 class StreamWriteError(RuntimeError):
@@ -115,7 +92,6 @@ class Stream(StorageModel):
 
 # --- local: SQLite in WAL mode -----------------------------------------------------------------
 
-_local = threading.local()
 _checked_logs: set[tuple[int, str, int]] = set()
 
 _SCHEMA = """
@@ -129,23 +105,6 @@ CREATE TABLE IF NOT EXISTS records (
 CREATE INDEX IF NOT EXISTS records_shard_seq ON records (shard, seq);
 CREATE TABLE IF NOT EXISTS stream_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
-
-
-def sqlite_connection(path: str, schema: str) -> sqlite3.Connection:
-    """A per-thread, per-process connection to a SQLite file in WAL mode (created with ``schema``)."""
-    cache: dict[tuple[int, str, str], sqlite3.Connection] = getattr(_local, "connections", None) or {}
-    _local.connections = cache
-    key = (os.getpid(), path, schema)
-    con = cache.get(key)
-    if con is None:
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
-        con = sqlite3.connect(path, timeout=60.0, isolation_level=None)
-        con.execute("PRAGMA journal_mode = WAL")
-        con.execute("PRAGMA synchronous = NORMAL")
-        con.execute("PRAGMA busy_timeout = 60000")
-        con.executescript(schema)
-        cache[key] = con
-    return con
 
 
 class LocalStream(Stream):
@@ -249,12 +208,8 @@ class KinesisStream(Stream):
     def _client(self) -> Any:
         import boto3
 
-        cache: dict[tuple[int, str | None, str | None], Any] = getattr(_local, "kinesis", None) or {}
-        _local.kinesis = cache
-        key = (os.getpid(), self.endpoint_url, self.region_name)
-        if key not in cache:
-            cache[key] = boto3.client("kinesis", endpoint_url=self.endpoint_url, region_name=self.region_name)
-        return cache[key]
+        return per_thread("kinesis", (self.endpoint_url, self.region_name),
+                          lambda: boto3.client("kinesis", endpoint_url=self.endpoint_url, region_name=self.region_name))
 
     def ensure(self) -> None:
         """Create the stream with ``shards`` shards unless it exists, then wait (up to ~120 s) until it is ACTIVE.

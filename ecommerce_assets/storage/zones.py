@@ -60,6 +60,7 @@ CATALOG_MATCHES = f"{PROCESSED}catalog/matches/"
 CATALOG_REPORTS = f"{PROCESSED}catalog/reports/"
 CATALOG_QUARANTINE = quarantine("catalog")
 DISTRIBUTOR_LANDING = landing("distributor")
+DISTRIBUTOR_RAW = raw("distributor")
 DISTRIBUTOR_PROCESSED = f"{PROCESSED}distributor/inventory.parquet"
 DISTRIBUTOR_MATCHING = f"{PROCESSED}distributor/matching/"  # the inventory tokenised for matching, once per load
 DISTRIBUTOR_QUARANTINE = quarantine("distributor")

@@ -4,7 +4,6 @@ Defined only when ``ECOMMERCE_ENV=aws``; in local mode this module defines nothi
 """
 
 import dagster as dg
-from dagster_aws.pipes import PipesLambdaClient
 
 from ecommerce_assets.settings import get_settings
 from ecommerce_assets.storage import zones
@@ -45,6 +44,8 @@ if _settings.env == "aws":
         })
 
     if _settings.transform_lambda:
+        from dagster_aws.pipes import PipesLambdaClient  # aws mode only: local mode never imports dagster-aws
+
         from ecommerce_assets.defs.transactions.assets import daily
 
         @dg.asset(

@@ -10,7 +10,7 @@ from ecommerce_assets.defs.catalog.partitions import seller_query, sellers_parti
 from ecommerce_assets.lib.metadata import table_metadata, warehouse_table_metadata
 from ecommerce_assets.resources.catalog_api import CatalogApiError, CatalogApiResource, CatalogAuthError
 from ecommerce_assets.settings import get_settings
-from ecommerce_assets.storage import zones
+from ecommerce_assets.storage import registration, zones
 from ecommerce_assets.storage.lake import Lake
 from ecommerce_assets.storage.warehouses.base import Warehouse
 from ecommerce_assets.transforms import catalog as catalog_tf
@@ -26,6 +26,7 @@ MATCHES = zones.CATALOG_MATCHES
 REPORTS = zones.CATALOG_REPORTS
 QUARANTINE = zones.CATALOG_QUARANTINE
 DISTRIBUTOR_LANDING = zones.DISTRIBUTOR_LANDING
+DISTRIBUTOR_RAW = zones.DISTRIBUTOR_RAW
 DISTRIBUTOR_PROCESSED = zones.DISTRIBUTOR_PROCESSED
 DISTRIBUTOR_MATCHING = zones.DISTRIBUTOR_MATCHING
 DISTRIBUTOR_QUARANTINE = zones.DISTRIBUTOR_QUARANTINE
@@ -271,33 +272,37 @@ def amazon_data_history(context: dg.AssetExecutionContext, lake: dg.ResourcePara
     group_name=GROUP,
     kinds={"duckdb", "csv", "table"},
     description=(
-        "`gold.distributor_inventory`: every CSV in `landing/distributor/` (sku, title, brand, cost, "
+        "`gold.distributor_inventory`: every CSV landed in `landing/distributor/`, registered unchanged in "
+        "`raw/distributor/` (sku, title, brand, cost, "
         "quantity_available and any of asin/upc/ean/gtin; codes normalised to a check-digit-valid GTIN-14). "
         "A SKU in several files: the newest file wins. Bad files and rows go to `quarantine/distributor/`."
     ),
 )
 def distributor_inventory(context: dg.AssetExecutionContext, lake: dg.ResourceParam[Lake], warehouse: dg.ResourceParam[Warehouse]) -> dg.MaterializeResult:
-    objects = [o for o in lake.list_objects(DISTRIBUTOR_LANDING) if o.key.lower().endswith(".csv")]
-    if not objects:
-        raise dg.Failure(f"no distributor files: drop CSVs in {lake.uri(DISTRIBUTOR_LANDING)}")
     lake.delete_prefix(DISTRIBUTOR_QUARANTINE)
     lake.delete_prefix(DISTRIBUTOR_MATCHING)  # never a prepared inventory older than the inventory
-    bad_files: list[dict] = []
+    # landing -> raw, the way every source is registered (links and special files are never read)
+    reg = registration.register_landed(lake, DISTRIBUTOR_LANDING, DISTRIBUTOR_RAW,
+                                       accept=lambda o: o.key.lower().endswith(".csv"), log=context.log.info)
+    objects = [o for o in reg.raw_files if o.key.lower().endswith(".csv")]
+    if not objects:
+        raise dg.Failure(f"no distributor files: drop CSVs in {lake.uri(DISTRIBUTOR_LANDING)}")
+    bad_files: list[dict] = [{"file": r["file"], "row": None, "field": None, "rule": r["rule"],
+                              "problem": r["problem"], "copied": False} for r in reg.rejected]
 
     def quarantine_file(key: str, rule: str, problem: str, copy: bool = True) -> None:
-        name = key[len(DISTRIBUTOR_LANDING):]
+        name = key[len(DISTRIBUTOR_RAW):]
         if copy:
             try:
                 lake.copy(key, f"{DISTRIBUTOR_QUARANTINE}files/{name}")
             except OSError:  # a file that cannot be read cannot be copied: its reason is written all the same
                 copy = False
-        reason = {"file": key, "row": None, "field": None, "rule": rule, "problem": problem, "copied": copy}
+        landed = DISTRIBUTOR_LANDING + name  # the file as the user dropped it
+        reason = {"file": landed, "row": None, "field": None, "rule": rule, "problem": problem, "copied": copy}
         lake.write_bytes(f"{DISTRIBUTOR_QUARANTINE}files/{name}.reason.json", json.dumps(reason).encode())
         bad_files.append(reason)
-        context.log.warning(f"quarantined {key}: {rule}: {problem}")
+        context.log.warning(f"quarantined {landed}: {rule}: {problem}")
 
-    for entry in lake.list_rejected(DISTRIBUTOR_LANDING):  # links and special files: never read, never copied
-        quarantine_file(entry.key, entry.rule, entry.problem, copy=False)
     files = []
     for obj in objects:
         try:
