@@ -7,6 +7,16 @@ import sys
 
 from ecommerce_assets.definitions import defs
 
+DBT_ADAPTERS = {"duckdb", "postgres", "redshift", "athena"}
+
+
+def _kinds(kinds: set[str]) -> list[str]:
+    """The kinds, with a dbt model's adapter written as ``<dbt adapter>``: it follows the dbt target the manifest
+    was last parsed for (the environment), not the code."""
+    if "dbt" in kinds:
+        return sorted({"<dbt adapter>" if k in DBT_ADAPTERS else k for k in kinds})
+    return sorted(kinds)
+
 
 def snapshot() -> dict:
     """Keys with deps, group, kinds, partitions and automation; checks with blocking; sensors, schedules, jobs."""
@@ -19,7 +29,7 @@ def snapshot() -> dict:
         assets[key.to_user_string()] = {
             "deps": sorted(p.to_user_string() for p in node.parent_keys),
             "group": node.group_name,
-            "kinds": sorted(node.kinds),
+            "kinds": _kinds(node.kinds),
             "partitions": type(node.partitions_def).__name__ if node.partitions_def else None,
             "automation": (condition.get_label() or condition.name) if condition else None,
             "executable": node.is_executable,

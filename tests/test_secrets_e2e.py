@@ -34,8 +34,9 @@ apart) and the data dir, and every cell of every SQLite database there, each zli
 (Dagster compresses its snapshots, so grep alone misses them); the GraphQL answers; every alert and
 dead letter; every object of the lake bucket (Parquet read as rows, gzip opened), the quarantine reason
 files counted apart; every row of every warehouse table; dbt's log and the run folders written meanwhile.
-Positive controls prove the places are really read: the DSN (without a password) must be found inside an
-inflated snapshot, the key's env-var name in the UI's resource details, the refusal in the event log.
+Positive controls prove the places are really read: the DSN (without a password) must be found in the runs'
+metadata, the key's env-var name inside an inflated snapshot and in the UI's resource details, the refusal in
+the event log.
 
 To see the scan fail, point ``ECOMMERCE_SECRETS_E2E_PLANT`` at a folder holding a ``sitecustomize.py``
 that leaks a secret (the folder is put on the commands' ``PYTHONPATH``), e.g. one that logs the catalog key.
@@ -474,8 +475,11 @@ def test_no_secret_in_output_instance_ui_alerts_or_lake(
 
     # positive controls: each kind was really read, where the value is known to be
     found = scanner.found
-    # the snapshots are zlib blobs: the DSN is found once they are inflated
-    assert "DAGSTER_HOME: SQLite cells [inflated]" in found.get("the DSN (host:port/db)", set()), found
+    # the DSN's host:port/db is in the table addresses of the runs' metadata, and nothing of it in any
+    # resource config (the warehouse is a storage object, not configured through Dagster)
+    assert {"DAGSTER_HOME: SQLite cells", "GraphQL: run event logs"} <= found.get("the DSN (host:port/db)", set()), found
+    # the snapshots are zlib blobs: the catalog API resource's env-var reference is found once they are inflated
+    assert "DAGSTER_HOME: SQLite cells [inflated]" in found.get("the key's env-var name", set()), found
     assert scanner.places["DAGSTER_HOME: compute log files"] > 0
     assert "GraphQL: resource details" in found.get("the key's env-var name", set()), found
     assert {"command output", "DAGSTER_HOME: SQLite cells", "GraphQL: run event logs"} <= found.get(
