@@ -1,4 +1,5 @@
-"""Path 6: whole-graph overhead: the demo from a cold start, and a one-asset materialization.
+"""Path 6: whole-graph overhead: the demo from a cold start, and a one-asset materialization; path 0: the
+definitions load of a cold process.
 
 * ``demo``: ``ecommerce-assets demo --quiet`` in a fresh data dir (new lake, warehouse and Dagster
   instance), as a subprocess. Split: Dagster start-up (``import dagster`` + loading our definitions,
@@ -19,6 +20,12 @@ from pathlib import Path
 
 from bench.common import ROOT
 
+LOAD_CODE = (
+    "import sys, time; t0 = time.perf_counter(); import dagster; t1 = time.perf_counter(); "
+    "from ecommerce_assets.definitions import build_definitions; "
+    "d = build_definitions(sys.argv[1].split(',') if sys.argv[1] else None); d.resolve_asset_graph(); "
+    "t2 = time.perf_counter(); print(t1 - t0, t2 - t1, 'dagster_dbt' in sys.modules)"
+)
 STARTUP_CODE = (
     "import time; t0 = time.perf_counter(); import dagster; t1 = time.perf_counter(); "
     "from ecommerce_assets.definitions import defs; d = defs(); d.resolve_asset_graph(); t2 = time.perf_counter(); "
@@ -51,6 +58,16 @@ def _step_seconds(env: dict[str, str], cwd: Path) -> tuple[float, int]:
     out = subprocess.run([sys.executable, "-c", code], env=env, cwd=str(cwd), capture_output=True, text=True, check=True)
     total, runs = out.stdout.strip().splitlines()[-1].split()
     return float(total), int(runs)
+
+
+def definitions_load(params: dict, work: Path) -> dict:
+    """A cold process loads the definitions (every pipeline, or ``params["pipelines"]``: what a catch-up of those
+    loads): ``seconds`` is the load over ``import dagster``, the figure the target bounds."""
+    env = _env(work)
+    out = subprocess.run([sys.executable, "-c", LOAD_CODE, params.get("pipelines", "")], env=env, cwd=str(ROOT),
+                         capture_output=True, text=True, check=True)
+    imp, load, dbt = out.stdout.strip().splitlines()[-1].split()
+    return {"seconds": float(load), "dagster_import_seconds": float(imp), "dbt_imported": dbt == "True"}
 
 
 def demo(params: dict, work: Path) -> dict:

@@ -4,7 +4,7 @@ Three implementations of the same rules (``ecommerce_assets.transforms.retail``)
 CSV on disk to the five Parquet outputs on disk:
 
 * ``product``: the product's own functions, as the assets call them (``open_csv`` checks, ``load_source``,
-  ``clean``, then one engine per star table, reading the cleaned zone back like the assets do);
+  ``clean``, then one engine for the star tables, reading the cleaned zone back like the gold step does);
 * ``pandas``: a straightforward pandas implementation (``read_csv`` all text, vectorized rules);
 * ``floor``: the rules as hand-written DuckDB SQL: one statement reading the CSV into the ruled rows,
   then the COPYs of the outputs straight from it (no file checks, no re-read of the cleaned zone).
@@ -80,12 +80,11 @@ def product(params: dict, work: Path) -> dict:
         retail.load_source(con, [tf], ["raw/online_retail/" + csv.name])
         result = retail.clean(con, lake.output_uri(cleaned), lake.output_uri(quarantine))
         con.close()
-        glob = lake.uri(cleaned + "*/*.parquet")
-        star = {}
-        for table in retail.STAR_TABLES:
-            con = lake.engine()
-            star[table] = retail.build_star_table(con, table, glob, lake.output_uri(f"processed/gold/{table}.parquet"))
-            con.close()
+        con = lake.engine()  # one engine for the star schema, as the gold step does
+        retail.register_cleaned(con, lake.uri(cleaned + "*/*.parquet"))
+        star = {table: retail.write_star_table(con, table, lake.output_uri(f"processed/gold/{table}.parquet"))
+                for table in retail.STAR_TABLES}
+        con.close()
         return {"rows_in": result.rows_in, "rows_out": result.rows_out, "star_rows": star}
 
     seconds, out = timed(run)
@@ -147,8 +146,9 @@ def pandas_impl(params: dict, work: Path) -> dict:
             "country": text(df["country"][keep]),
         })
         clean["total_sales"] = (clean["quantity"] * clean["unitprice"]).round(3)
-        clean["invoice_date"] = clean["invoicedate"].dt.strftime("%Y-%m-%d")
-        clean.to_parquet(work / "cleaned", partition_cols=["invoice_date"], index=False, compression="zstd")
+        clean["invoice_date"] = clean["invoicedate"].dt.date
+        clean["invoice_month"] = clean["invoicedate"].dt.strftime("%Y-%m")
+        clean.to_parquet(work / "cleaned", partition_cols=["invoice_month"], index=False, compression="zstd")
         q = df[~keep].copy()
         q["source_row"] = q.index + 1
         q["rule"] = rule[~keep]
@@ -215,8 +215,9 @@ FLOOR_COPIES = [
             qty AS quantity, price AS unitprice, ts AS invoicedate,
             coalesce(regexp_replace(nullif(trim(customerid), ''), '\.0+$', ''), 'UNKNOWN') AS customerid,
             nullif(trim(regexp_replace(replace(country, '"', ''), '[,\t]', ' ', 'g')), '') AS country,
-            CAST(qty * price AS DECIMAL(18, 3)) AS total_sales, CAST(ts AS DATE) AS invoice_date
-        FROM ruled WHERE rule IS NULL) TO '{cleaned}' (FORMAT parquet, PARTITION_BY (invoice_date), COMPRESSION zstd)""",
+            CAST(qty * price AS DECIMAL(18, 3)) AS total_sales, CAST(ts AS DATE) AS invoice_date,
+            strftime(ts, '%Y-%m') AS invoice_month
+        FROM ruled WHERE rule IS NULL) TO '{cleaned}' (FORMAT parquet, PARTITION_BY (invoice_month), COMPRESSION zstd)""",
     """COPY (SELECT * EXCLUDE (inv, stock, qty, price, ts) FROM ruled WHERE rule IS NOT NULL)
         TO '{quarantine}' (FORMAT parquet, COMPRESSION zstd)""",
 ]

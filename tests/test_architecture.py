@@ -3,7 +3,7 @@ reviewed snapshot.
 
 * ``storage/``, ``transforms/``, ``services/``, ``settings.py`` and ``lambdas/`` import no Dagster, not even
   lazily and not through another module of ours: the Lambda handlers ship without it.
-* ``defs/`` (auto-loaded by the code location) never imports the dev tools (``dev/``) or the CLI (``cli/``).
+* ``defs/`` (loaded by the code location) never imports the dev tools (``dev/``) or the CLI (``cli/``).
 * No private Dagster module (``dagster._...``) is imported anywhere.
 * Every third-party library the code imports is declared in ``pyproject.toml``, and every declared library is
   imported (or is a plugin named in ``PLUGINS`` with what loads it).
@@ -46,6 +46,7 @@ PLUGINS = {
 }
 DEV_PLUGINS = {
     "pytest-timeout": "pytest plugin",
+    "pytest-xdist": "pytest plugin (`make test` runs the suite on two workers)",
     "ruff": "the linter (`make lint`)",
     "httpx": "FastAPI's TestClient",
 }

@@ -115,7 +115,7 @@ class Changes:
 
 def retail_cleaned(data_dir: Path, proc: subprocess.Popen) -> Callable[[], bool]:
     zone = Changes(data_dir / "lake" / "processed" / "online_retail")
-    return lambda: any("invoice_date=" in p.as_posix() for p in zone.new(".parquet"))
+    return lambda: any("invoice_month=" in p.as_posix() for p in zone.new(".parquet"))
 
 
 def gold_load(data_dir: Path, proc: subprocess.Popen) -> Callable[[], bool]:

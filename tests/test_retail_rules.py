@@ -92,6 +92,7 @@ def test_casts_and_derived_columns(tmp_path: Path) -> None:
     assert by_inv["3"]["description"] == "BOX SET  OF THREE"
     assert by_inv["3"]["country"] == "EIRE"
     assert by_inv["3"]["invoice_date"] == dt.date(2011, 12, 9)
+    assert by_inv["3"]["invoice_month"] == "2011-12"  # the partition key: one folder a month
 
 
 def test_rule_order_first_rule_wins_and_counts_reconcile(tmp_path: Path) -> None:

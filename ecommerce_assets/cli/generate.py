@@ -37,7 +37,7 @@ def main(args: argparse.Namespace) -> int:
     if args.format == "object" and args.per_file != 1:
         print("error: --format object holds one transaction per file (use --per-file 1)")
         return 2
-    lake = build_resources()["lake"]
+    lake = build_resources(dbt=False)["lake"]
     start = time.monotonic()
     seed = args.seed if args.seed is not None else int(time.time())
     files, records, keys = land(

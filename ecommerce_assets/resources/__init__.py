@@ -29,8 +29,10 @@ from ecommerce_assets.storage.build import build_storage
 __all__ = ["build_resources"]
 
 
-def build_resources(settings: Settings | None = None) -> dict[str, Any]:
-    """Every resource for the environment in ``settings`` (default: read from the environment)."""
+def build_resources(settings: Settings | None = None, *, dbt: bool = True) -> dict[str, Any]:
+    """Every resource for the environment in ``settings`` (default: read from the environment); without the
+    ``dbt`` CLI resource when ``dbt`` is false (definitions without the orders pipeline: dagster-dbt and dbt-core
+    are not imported)."""
     from ecommerce_assets.resources.catalog_api import catalog_api_resource
     from ecommerce_assets.resources.dbt import build_dbt_resource
     from ecommerce_assets.resources.notifier import build_notifier
@@ -49,7 +51,8 @@ def build_resources(settings: Settings | None = None) -> dict[str, Any]:
         else UnconfiguredResource(resource_key="products_api",
                                   problem="set ECOMMERCE_PRODUCTS_API_URL to fetch the products API")
     )
-    resources["dbt"] = build_dbt_resource(settings)
+    if dbt:
+        resources["dbt"] = build_dbt_resource(settings)
     resources["notifier"] = build_notifier(settings)
     if settings.env == "aws":
         import boto3

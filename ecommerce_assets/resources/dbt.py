@@ -12,10 +12,12 @@ import os
 import shutil
 import sys
 from pathlib import Path
-
-from dagster_dbt import DbtCliResource
+from typing import TYPE_CHECKING
 
 from ecommerce_assets.settings import Settings
+
+if TYPE_CHECKING:
+    from dagster_dbt import DbtCliResource
 
 DBT_PROJECT_DIR = Path(__file__).resolve().parents[2] / "dbt"
 
@@ -39,6 +41,10 @@ def dbt_environment() -> str:
 
 
 def build_dbt_resource(settings: Settings) -> DbtCliResource:
+    """dagster-dbt's CLI resource over ``dbt/`` for the settings' target (dagster-dbt imported here: only
+    definitions that hold the dbt assets pay for it)."""
+    from dagster_dbt import DbtCliResource
+
     return DbtCliResource(
         project_dir=str(DBT_PROJECT_DIR),
         profiles_dir=str(DBT_PROJECT_DIR),

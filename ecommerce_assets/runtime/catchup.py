@@ -27,6 +27,7 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import fcntl
+import hashlib
 import io
 import json
 import logging
@@ -44,8 +45,9 @@ import dagster as dg
 
 from ecommerce_assets.lib.run_health import HOST_TAG, MAX_RETRIES_TAG, PID_TAG, dead_runs
 from ecommerce_assets.pipelines import BY_GROUP, BY_NAME, PIPELINES, Pipeline, landing_prefix, turn_on_hint
-from ecommerce_assets.settings import get_settings
+from ecommerce_assets.settings import Settings, get_settings
 from ecommerce_assets.storage import zones
+from ecommerce_assets.storage.lake import Lake
 
 CATCH_UP_TAG = "ecommerce/catch_up"  # sensors the catch-up evaluates
 PARTITIONS_TAG = "ecommerce/partitions"  # sensors that only add partitions (evaluated before a fetch)
@@ -54,6 +56,8 @@ SENSOR_NAME_TAG = "dagster/sensor_name"  # what the daemon tags a sensor's runs 
 RUN_KEY_TAG = "dagster/run_key"
 SCHEDULE_NAME_TAG = "dagster/schedule_name"
 FETCH_RESOURCES = ("catalog_api", "products_api")  # a schedule whose assets use one of these calls an API
+FETCHING_PIPELINES = ("catalog", "orders")  # the pipelines with such schedules
+LANDING_SIGNATURES = "catch_up_landing.json"  # in the state dir: each pipeline's landing at its last complete catch-up
 MAX_TICKS = 1000
 IN_FLIGHT = (dg.DagsterRunStatus.NOT_STARTED, dg.DagsterRunStatus.QUEUED, dg.DagsterRunStatus.STARTING,
              dg.DagsterRunStatus.STARTED)
@@ -88,6 +92,7 @@ class CatchUpReport:
     failures: list[str] = field(default_factory=list)  # sensors or schedules that raised, with the reason
     skipped_run_keys: int = 0
     materialized: set[dg.AssetKey] = field(default_factory=set)
+    failed_pipelines: set[str] = field(default_factory=set)  # a sensor, schedule or landing check failed
 
     @property
     def ok(self) -> bool:
@@ -167,10 +172,91 @@ def _write_atomically(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
-def load_definitions() -> dg.Definitions:
-    from ecommerce_assets.definitions import defs
+def load_definitions(pipelines: Sequence[str] | None = None) -> dg.Definitions:
+    """The definitions of ``pipelines`` (every pipeline when None) with the environment's resources."""
+    from ecommerce_assets.definitions import build_definitions
 
-    return defs()
+    return build_definitions(pipelines)
+
+
+def _landing_prefixes(pipeline: Pipeline) -> list[str]:
+    prefixes = [landing_prefix(s) for s in pipeline.landing]
+    if pipeline.name == "catalog":
+        prefixes.append(zones.CATALOG_RAW)  # pages a fetch (ours or another fetcher's) landed
+    return prefixes
+
+
+def has_input(pipeline: Pipeline, lake: Lake, settings: Settings) -> bool:
+    """Whether ``pipeline`` has anything to work on: a file under one of its landing prefixes (the catalog: or a
+    landed API page), the stream: configured. One listing call per prefix, stopped at the first object."""
+    from ecommerce_assets.pipelines import stream_off_reason
+
+    if pipeline.name == "stream":
+        return stream_off_reason(settings) is None
+    return any(next(iter(lake.list_objects(prefix)), None) is not None for prefix in _landing_prefixes(pipeline))
+
+
+def landing_signature(pipeline: Pipeline, lake: Lake) -> str:
+    """A digest of every object under the pipeline's landing prefixes (key and version: a new, replaced or removed
+    file changes it): the cheap check of whether a source has anything new since the last catch-up."""
+    digest = hashlib.sha1(usedforsecurity=False)
+    for prefix in _landing_prefixes(pipeline):
+        for obj in lake.list_objects(prefix):
+            digest.update(f"{obj.key}\t{obj.version}\n".encode())
+    return digest.hexdigest()
+
+
+@dataclass
+class LoadPlan:
+    """Which pipelines a catch-up loads the definitions of, and why not the others."""
+
+    load: list[str] = field(default_factory=list)
+    unchanged: list[str] = field(default_factory=list)  # landing as the last complete catch-up left it
+    signatures: dict[str, str] = field(default_factory=dict)  # pipeline -> its landing signature, taken now
+
+    def save(self, path: Path, report: CatchUpReport) -> None:
+        """Record the signatures of the loaded pipelines that ended with no failed run or sensor: the next catch-up
+        skips them until their landing changes. A pipeline with a failure keeps its old signature (retried)."""
+        failed = {line.pipeline for line in report.lines if not line.ok} | report.failed_pipelines
+        done = {name: sig for name, sig in self.signatures.items() if name in self.load and name not in failed}
+        if done:
+            saved = load_cursors(path)
+            saved.update(done)
+            _write_atomically(path, json.dumps(saved, indent=1, sort_keys=True))
+
+
+def plan_catch_up(pipelines: Sequence[str] | None = None, fetch: bool = False) -> LoadPlan:
+    """The selected pipelines worth loading: those with input whose landing changed since the last complete
+    catch-up (``landing_signature``), with ``fetch`` those that call an API, and every pipeline named explicitly
+    (``--pipeline``: its stale assets are checked even when nothing landed). A lake that cannot be listed loads the
+    pipeline, so its run reports why."""
+    from ecommerce_assets.storage.lakes import build_lake
+
+    settings = get_settings()
+    plan = LoadPlan()
+    try:
+        lake = build_lake(settings)
+    except Exception:  # a lake setting problem: every selected pipeline, whose runs then say what is wrong
+        plan.load = [p.name for p in PIPELINES if not pipelines or p.name in pipelines]
+        return plan
+    saved = load_cursors(settings.state_dir / LANDING_SIGNATURES)
+    for pipeline in PIPELINES:
+        if pipelines and pipeline.name not in pipelines:
+            continue
+        try:
+            if not has_input(pipeline, lake, settings) and not (fetch and pipeline.name in FETCHING_PIPELINES):
+                continue
+            if pipeline.name != "stream":
+                plan.signatures[pipeline.name] = landing_signature(pipeline, lake)
+        except Exception:  # said by the catch-up's own landing check
+            plan.load.append(pipeline.name)
+            continue
+        named = bool(pipelines) or (fetch and pipeline.name in FETCHING_PIPELINES) or pipeline.name == "stream"
+        if named or saved.get(pipeline.name) != plan.signatures.get(pipeline.name):
+            plan.load.append(pipeline.name)
+        else:
+            plan.unchanged.append(pipeline.name)
+    return plan
 
 
 def _target_selection(target_def: dg.SensorDefinition | dg.ScheduleDefinition) -> dg.AssetSelection:
@@ -224,6 +310,7 @@ def _progress(label: str, enabled: bool) -> Iterator[None]:
             ticker.join(timeout=2)
 
 
+
 class CatchUp:
     """One headless catch-up over ``defs`` in ``instance`` (see the module docstring)."""
 
@@ -234,8 +321,10 @@ class CatchUp:
         echo: Callable[[str], None] = print,
         verbose: bool = False,
         pipelines: Sequence[str] | None = None,
+        unchanged: Sequence[str] = (),
     ) -> None:
         self.defs = defs
+        self.unchanged = set(unchanged)
         self.instance = instance
         self.echo = echo
         self.verbose = verbose
@@ -376,15 +465,7 @@ class CatchUp:
                     Path(lake.uri(landing_prefix(source))).mkdir(parents=True, exist_ok=True)
 
     def _has_input(self, pipeline: Pipeline) -> bool:
-        from ecommerce_assets.pipelines import stream_off_reason
-
-        if pipeline.name == "stream":
-            return stream_off_reason(self.settings) is None
-        lake = self.resources["lake"]
-        prefixes = [landing_prefix(s) for s in pipeline.landing]
-        if pipeline.name == "catalog":
-            prefixes.append(zones.CATALOG_RAW)  # pages a fetch (ours or another fetcher's) landed
-        return any(next(iter(lake.list_objects(prefix)), None) is not None for prefix in prefixes)
+        return has_input(pipeline, self.resources["lake"], self.settings)
 
     def active_pipelines(self, fetched: set[str]) -> list[Pipeline]:
         """The selected pipelines with input; one line for each of the others, saying what turns it on."""
@@ -394,6 +475,9 @@ class CatchUp:
         landing_uri = lake.uri(zones.LANDING)
         active = []
         for pipeline in self.selected:
+            if pipeline.name in self.unchanged:
+                self.note(f"skip   {'':>7}  {pipeline.name:<12} nothing new landed since the last catch-up")
+                continue
             try:
                 has_input = pipeline.name in fetched or self._has_input(pipeline)
             except Exception as exc:  # an unreachable lake (no such bucket, access denied): said, and the rest goes on
@@ -474,6 +558,7 @@ class CatchUp:
 
         reason = str(exc) if isinstance(exc, MissingSettingError) else _first_line(exc)
         self.report.failures.append(f"{name}: {reason}")
+        self.report.failed_pipelines.add(pipeline)
         self.echo(f"{'FAILED':<6} {'':>7}  {pipeline:<12} {name}: {reason}")
         self.alert(f"{name} failed", f"{pipeline}: {name}: {reason}"[:700])
 
@@ -674,14 +759,24 @@ def catch_up(
     fetch: bool = False,
     pipelines: Sequence[str] | None = None,
     verbose: bool = False,
+    plan: LoadPlan | None = None,
 ) -> CatchUpReport:
-    """Fetch (optionally), run every catch-up sensor of the selected pipelines, then everything downstream."""
-    defs = defs or load_definitions()
+    """Fetch (optionally), run every catch-up sensor of the selected pipelines, then everything downstream.
+
+    Without ``defs``, only the pipelines ``plan_catch_up`` picks are loaded (``plan``: that plan, made by the caller),
+    and the landing signatures of those that completed are recorded for the next catch-up."""
+    if defs is None:
+        plan = plan or plan_catch_up(pipelines, fetch)
+        defs = load_definitions(plan.load)
     if instance is None:
         home = ensure_dagster_home()
         with exclusive(home / ".catch_up_instance.lock"):  # a fresh instance's schema is created once
             instance = dg.DagsterInstance.get()
-    return CatchUp(defs, instance, echo=echo, verbose=verbose, pipelines=pipelines)(fetch=fetch)
+    report = CatchUp(defs, instance, echo=echo, verbose=verbose, pipelines=pipelines,
+                     unchanged=plan.unchanged if plan else ())(fetch=fetch)
+    if plan is not None:
+        plan.save(get_settings().state_dir / LANDING_SIGNATURES, report)
+    return report
 
 
 def execute(

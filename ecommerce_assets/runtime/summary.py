@@ -48,7 +48,7 @@ def startup_problems() -> list[str]:
         why = _writable_dir(path)
         if why:
             problems.append(f"{name}: {path} cannot be written ({why}); point {name} at a writable folder")
-    missing = unconfigured(build_resources(settings))
+    missing = unconfigured(build_resources(settings, dbt=False))
     return problems + [f"{key}: {missing[key]} (see `ecommerce-assets doctor`)" for key in ("lake",) if key in missing]
 
 
@@ -65,7 +65,7 @@ def print_summary(report: Any, seconds: float) -> None:
     from ecommerce_assets.resources import build_resources
 
     settings = get_settings()
-    resources = build_resources(settings)
+    resources = build_resources(settings, dbt=False)
     failed = [label for label, ok in report.runs if not ok]
     failures = list(getattr(report, "failures", []))
     print(f"\n{len(report.runs)} run(s) in {seconds:.1f}s, {len(failed)} failed"

@@ -103,7 +103,7 @@ def parquet_table_roots(lake: Lake, zone: str = zones.PROCESSED) -> dict[str, st
     """Every Parquet table folder below ``zone``: ``{glue table name: lake prefix}``.
 
     A table folder is the path up to its first ``key=value/`` partition folder, or the folder of its files:
-    ``processed/online_retail/cleaned/invoice_date=.../x.parquet`` -> ``online_retail_cleaned``.
+    ``processed/online_retail/cleaned/invoice_month=.../x.parquet`` -> ``online_retail_cleaned``.
     """
     roots: dict[str, str] = {}
     for obj in lake.list_objects(zone):

@@ -18,7 +18,6 @@ import json
 import math
 import sys
 from decimal import Decimal
-from pathlib import Path
 from typing import Any
 
 import dagster as dg
@@ -40,10 +39,7 @@ def load_defs(resources: dict[str, Any]) -> dg.Definitions:
 
     for name in [m for m in sys.modules if m.startswith("ecommerce_assets.defs.aws")]:
         del sys.modules[name]
-    return dg.Definitions.merge(
-        dg.load_from_defs_folder(path_within_project=Path(definitions.__file__).parent),
-        dg.Definitions(resources=resources),
-    )
+    return dg.Definitions.merge(definitions.load_domains(), dg.Definitions(resources=resources))
 
 
 def seed_samples(settings: Settings, lake: Lake) -> list[str]:

@@ -169,7 +169,7 @@ def test_aws_mode_gives_the_tables_local_mode_gives(local_run, aws_env, postgres
         assert set(roots) <= registered and "online_retail_cleaned" in registered
         cleaned = glue.get_table(settings.glue_database, "online_retail_cleaned")
         assert cleaned["StorageDescriptor"]["Location"] == lake.uri(roots["online_retail_cleaned"])
-        assert glue.partitions(settings.glue_database, "online_retail_cleaned")  # invoice_date= partitions
+        assert glue.partitions(settings.glue_database, "online_retail_cleaned")  # invoice_month= partitions
         for view in local["lake_views"]:  # what local mode exposes as DuckDB views is a Glue table here
             assert view in registered, view
 

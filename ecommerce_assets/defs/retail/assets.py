@@ -2,6 +2,7 @@
 
 
 import json
+from collections.abc import Iterator
 
 import dagster as dg
 
@@ -54,7 +55,7 @@ def online_retail_raw(context: dg.AssetExecutionContext, lake: dg.ResourceParam[
     kinds={"duckdb", "parquet"},
     description=(
         "The raw files cleaned by the users' rules (see `ecommerce_assets.transforms.retail`), as Parquet in "
-        "`processed/online_retail/cleaned/`, Hive-partitioned by `invoice_date`. Every removed row is in "
+        "`processed/online_retail/cleaned/`, Hive-partitioned by `invoice_month` (`YYYY-MM`). Every removed row is in "
         "`quarantine/online_retail/rows/` with its rule, file and row; a file that cannot be read (not CSV, "
         "missing column, unknown encoding) is copied whole to `quarantine/online_retail/files/` with its reason "
         "and the other files go on. Rows in = rows out + rows removed per rule."
@@ -122,43 +123,55 @@ def online_retail_cleaned(context: dg.AssetExecutionContext, lake: dg.ResourcePa
     )
 
 
-def _star_asset(table: str, description: str) -> dg.AssetsDefinition:
-    @dg.asset(
-        key=dg.AssetKey(["gold", table]),
-        deps=[CLEANED_KEY],
-        group_name=GROUP,
-        kinds={"duckdb", "parquet", "table"},
-        description=description,
-    )
-    def _asset(context: dg.AssetExecutionContext, lake: dg.ResourceParam[Lake], warehouse: dg.ResourceParam[Warehouse]) -> dg.MaterializeResult:
-        con = lake.engine()
-        out = lake.uri(f"{GOLD}{table}.parquet")
-        with lake.writing(f"{GOLD}{table}.parquet") as staged:
-            n = retail.build_star_table(con, table, cleaned_glob(lake), staged)
-        loaded = warehouse.replace_table(f"gold.{table}", [out])
-        if loaded != n:
-            raise dg.Failure(description=f"gold.{table}: wrote {n} rows to {out} but the warehouse holds {loaded}")
-        context.log.info(f"gold.{table}: {loaded:,} rows")
-        return dg.MaterializeResult(
-            metadata=warehouse_table_metadata(warehouse, f"gold.{table}", extra={"parquet_uri": dg.MetadataValue.path(out)})
-        )
-
-    return _asset
+GOLD_DESCRIPTIONS = {
+    "customers": (
+        "One row per customer (`UNKNOWN` included, for lines without a customer). A customer seen in several "
+        "countries gets the country of most of their lines; a tie goes to the country of their latest line."
+    ),
+    "products": (
+        "One row per stock code; the description is the most frequent non-blank one (a tie goes to the latest "
+        "seen). Prices live on the fact table."
+    ),
+    "sales_transactions": (
+        "The fact table: one row per cleaned invoice line (invoiceno, customerid, stockcode, quantity, unitprice, "
+        "invoicedate, total_sales)."
+    ),
+}
 
 
-gold_customers = _star_asset(
-    "customers",
-    "One row per customer (`UNKNOWN` included, for lines without a customer). A customer seen in several "
-    "countries gets the country of most of their lines; a tie goes to the country of their latest line.",
+@dg.multi_asset(
+    specs=[
+        dg.AssetSpec(["gold", table], deps=[CLEANED_KEY], group_name=GROUP, kinds={"duckdb", "parquet", "table"},
+                     description=text)
+        for table, text in GOLD_DESCRIPTIONS.items()
+    ],
+    can_subset=True,
+    name="gold_star_schema",
 )
-gold_products = _star_asset(
-    "products",
-    "One row per stock code; the description is the most frequent non-blank one (a tie goes to the latest "
-    "seen). Prices live on the fact table.",
-)
-gold_sales_transactions = _star_asset(
-    "sales_transactions",
-    "The fact table: one row per cleaned invoice line (invoiceno, customerid, stockcode, quantity, unitprice, "
-    "invoicedate, total_sales).",
-)
-
+def gold_star_schema(
+    context: dg.AssetExecutionContext, lake: dg.ResourceParam[Lake], warehouse: dg.ResourceParam[Warehouse]
+) -> Iterator[dg.MaterializeResult]:
+    """The star schema from the cleaned zone, one step: the cleaned zone is opened once, each selected table is
+    written as Parquet (published whole) and loaded into ``gold.<table>``, and its row count is checked."""
+    con = lake.engine()
+    try:
+        retail.register_cleaned(con, cleaned_glob(lake))
+        for table in GOLD_DESCRIPTIONS:  # dimensions first, the fact table last
+            key = dg.AssetKey(["gold", table])
+            if key not in context.selected_asset_keys:
+                continue
+            out = lake.uri(f"{GOLD}{table}.parquet")
+            with lake.writing(f"{GOLD}{table}.parquet") as staged:
+                n = retail.write_star_table(con, table, staged)
+            loaded = warehouse.replace_table(f"gold.{table}", [out])
+            if loaded != n:
+                raise dg.Failure(description=f"gold.{table}: wrote {n} rows to {out} but the warehouse holds {loaded}")
+            context.log.info(f"gold.{table}: {loaded:,} rows")
+            yield dg.MaterializeResult(
+                asset_key=key,
+                metadata=warehouse_table_metadata(
+                    warehouse, f"gold.{table}", extra={"parquet_uri": dg.MetadataValue.path(out)}
+                ),
+            )
+    finally:
+        con.close()
