@@ -280,7 +280,6 @@ def amazon_data_history(context: dg.AssetExecutionContext, lake: dg.ResourcePara
 )
 def distributor_inventory(context: dg.AssetExecutionContext, lake: dg.ResourceParam[Lake], warehouse: dg.ResourceParam[Warehouse]) -> dg.MaterializeResult:
     lake.delete_prefix(DISTRIBUTOR_QUARANTINE)
-    lake.delete_prefix(DISTRIBUTOR_MATCHING)  # never a prepared inventory older than the inventory
     # landing -> raw, the way every source is registered (links and special files are never read)
     reg = registration.register_landed(lake, DISTRIBUTOR_LANDING, DISTRIBUTOR_RAW,
                                        accept=lambda o: o.key.lower().endswith(".csv"), log=context.log.info)
@@ -317,8 +316,11 @@ def distributor_inventory(context: dg.AssetExecutionContext, lake: dg.ResourcePa
         with lake.writing(DISTRIBUTOR_PROCESSED) as processed_uri, \
                 lake.writing(DISTRIBUTOR_QUARANTINE + "rows/quarantined_rows.parquet") as quarantine_uri:
             catalog_tf.clean_distributor(con, result, processed_uri, quarantine_uri)
-        with lake.writing(DISTRIBUTOR_MATCHING) as matching_uri:
-            matching.prepare_inventory(con, lake.uri(DISTRIBUTOR_PROCESSED), matching_uri)
+        # the tokenised inventory is kept while the inventory's rows are unchanged (its fingerprint says so)
+        inventory_uri = lake.uri(DISTRIBUTOR_PROCESSED)
+        if matching.find_prepared(con, inventory_uri, lake.uri(DISTRIBUTOR_MATCHING)) is None:
+            with lake.writing(DISTRIBUTOR_MATCHING) as matching_uri:
+                matching.prepare_inventory(con, inventory_uri, matching_uri, reuse=False)
     finally:
         con.close()
     if not result.reconciles:
@@ -360,10 +362,12 @@ def distributor_availability_matches(
     if not lake.exists(DISTRIBUTOR_PROCESSED):
         raise dg.Failure(f"no distributor inventory: materialize {INVENTORY_KEY.to_user_string()} first")
     fee = get_settings().marketplace_fee_rate
-    prepared = lake.exists(DISTRIBUTOR_MATCHING + matching.PreparedInventory.ITEMS)
-    inventory = matching.PreparedInventory(lake.uri(DISTRIBUTOR_MATCHING)) if prepared else lake.uri(DISTRIBUTOR_PROCESSED)
     con = lake.engine()
     try:
+        # a prepared (tokenised) inventory only when it was made from the inventory as it is now, never a stale one
+        found = matching.find_prepared(con, lake.uri(DISTRIBUTOR_PROCESSED), lake.uri(DISTRIBUTOR_MATCHING))
+        prepared = found is not None
+        inventory = found or lake.uri(DISTRIBUTOR_PROCESSED)
         with lake.writing(MATCHES + "matches.parquet") as matches_uri, \
                 lake.writing(MATCHES + "unmatched.parquet") as unmatched_uri:
             res = matching.match(con, [lake.uri(k) for k in sellers], inventory, matches_uri, unmatched_uri,
