@@ -4,16 +4,20 @@ Input files may hold one JSON object, a JSON array of objects, or JSON lines (se
 mixed in one batch). All files of a partition are read by ONE DuckDB statement that streams, so memory
 stays bounded by the engine's limit:
 
-* the fast path (``_fast_write``): a typed ``read_json`` (each field read as its own JSON value, so its
-  JSON type is known exactly), the rules and typed columns as SQL over those values, written straight
-  to the output Parquet partitioned by rule (the bad records' partitions are only counted);
+* the fast path (``_fast_write``): one typed ``read_json`` pass (``_fast_sql``: text fields read as
+  text, numbers as JSON values, so their JSON type is exact) streams every record into one Parquet file.
+  Every record meets a cheap test that only a good record passes; only a record that fails it is sent
+  through the rules to name its reason. A file without bad records is the output as written; otherwise
+  its good records are copied out and its bad ones counted (the JSON is read once). A text field whose
+  type the typed read cannot be sure of (``123``, or the string ``"123"``) makes it run again with the
+  text fields read as JSON;
 * the checked path, only when the fast statement raises (a file that is not JSON, a record that is not
   an object, a repeated key): ``read_json_objects`` + ``json_extract`` into an intermediate Parquet
   file, a malformed file taken out and quarantined whole, then the output.
 
 Both give the same rows, rules and counts (the rule and typed expressions are generated once, by
-``_rule_sql`` and ``_typed_sql``, for both); the quarantined records' positions are read again, per bad
-file, by ``_quarantined_records`` on either path.
+``_rule_sql``, ``_utc_sql`` and ``_json_cast``, for both); the quarantined records' positions are read
+again, per bad file, by ``_quarantined_records`` on either path.
 
 Rules (the first that applies names the record's quarantine reason):
 
@@ -121,14 +125,15 @@ def _json_cast(val: Callable[[int], str], text: Callable[[int], str]) -> Callabl
 
 def _rule_sql(
     val: Callable[[int], str] = _v, typ: Callable[[int], str] = _json_type, text: Callable[[int], str] = _json_text,
-    cast: Callable[[int], str] | None = None, *, check_object: bool = True,
+    cast: Callable[[int], str] | None = None, *, check_object: bool = True, utc: str | None = None,
 ) -> str:
     """The CASE expression naming the first rule a parsed record breaks (NULL when it is good).
 
     Field ``i`` is the JSON value ``val(i)`` (SQL NULL when absent), of JSON type ``typ(i)``, with the
     text ``text(i)`` when it is a string and the typed value ``cast(i)`` (``_json_cast``) for the
     timestamp and the numbers. ``check_object=False`` leaves out ``not_an_object``, for a reader that
-    has already refused any record that is not an object.
+    has already refused any record that is not an object. ``utc``: a column already holding
+    ``_utc_sql(cast, text)``, instead of the expression.
     """
     cast = cast or _json_cast(val, text)
     whens = ["WHEN jt <> 'OBJECT' THEN 'not_an_object'"] if check_object else []
@@ -151,7 +156,7 @@ def _rule_sql(
         whens.append(f"WHEN NOT ({ok}) THEN 'wrong_type_{f}'")
     whens.append(f"WHEN {cast(FIELDS.index('quantity'))} <= 0 THEN 'non_positive_quantity'")
     whens.append(f"WHEN {cast(FIELDS.index('price'))} <= 0 THEN 'non_positive_price'")
-    utc = _utc_sql(cast, text)
+    utc = utc or _utc_sql(cast, text)
     whens.append(f"WHEN {utc} < TIMESTAMP '{EARLIEST}' OR {utc} >= TIMESTAMP '{END}' THEN 'out_of_range_timestamp'")
     for i, f in enumerate(FIELDS):
         if f in STRING_FIELDS:
@@ -160,15 +165,17 @@ def _rule_sql(
 
 
 def _utc_sql(cast: Callable[[int], str], text: Callable[[int], str]) -> str:
-    """The timestamp in UTC: its local value minus the offset it names (none: UTC)."""
-    ts = text(FIELDS.index("timestamp"))
+    """The timestamp in UTC: its local value minus the offset it names (none: UTC, the value as it is)."""
+    ts, local = text(FIELDS.index("timestamp")), cast(FIELDS.index("timestamp"))
     offset = (
-        f"CASE WHEN length({ts}) > 19 AND regexp_matches({ts}, '{_OFFSET}') THEN "
         f"(CASE regexp_extract({ts}, '{_OFFSET}', 3) WHEN '-' THEN -1 ELSE 1 END) * "
         f"(CAST(regexp_extract({ts}, '{_OFFSET}', 4) AS INTEGER) * 60 "
-        f"+ CAST(regexp_extract({ts}, '{_OFFSET}', 5) AS INTEGER)) ELSE 0 END"
+        f"+ CAST(regexp_extract({ts}, '{_OFFSET}', 5) AS INTEGER))"
     )
-    return f"({cast(FIELDS.index('timestamp'))} - to_minutes(CAST({offset} AS BIGINT)))"
+    return (
+        f"(CASE WHEN length({ts}) > 19 AND regexp_matches({ts}, '{_OFFSET}') "
+        f"THEN {local} - to_minutes(CAST({offset} AS BIGINT)) ELSE {local} END)"
+    )
 
 
 def _typed_sql(
@@ -197,78 +204,141 @@ def _checked_sql(source: str) -> str:
     )
 
 
-def _fast_sql(files: str) -> str:
-    """The same columns as ``_checked_sql`` from ONE typed ``read_json`` of ``files`` (every field as JSON).
+# characters no text field may hold (RE2 class body): CONTROL_CHARACTERS's, for use inside other classes
+_CONTROL_CLASS = CONTROL_CHARACTERS[1:-1]
+# characters that may not start a good text: white space (what ``trim`` strips, and more) and controls
+_BLANK_CLASS = rf"\s\pZ\x{{180e}}\x{{200b}}\x{{feff}}{_CONTROL_CLASS}"
+# a good text of any kind: not blank, no control character (the checked path's rules, as one RE2 match)
+_GOOD_TEXT = rf"[^{_BLANK_CLASS}][^{_CONTROL_CLASS}]*"
+# a good text that is not JSON text either: its first character starts no JSON value, or it starts like a
+# number and goes on with a character no number holds (``4K Monitor``, ``2024-03-05T10:00:00``)
+_JSON_START_CLASS = r"{}\[\]\"0-9+\-.tfnNiI/"
+_NUMBER_CLASS = r"0-9.eE+\-"
+_PLAIN_TEXT = (
+    rf"(?:[^{_BLANK_CLASS}{_JSON_START_CLASS}]|[0-9][{_NUMBER_CLASS}]*[^{_BLANK_CLASS}{_NUMBER_CLASS}])"
+    rf"[^{_CONTROL_CLASS}]*"
+)
+# a JSON string text (quotes included) whose text is good and holds no escape
+_GOOD_JSON_STRING = rf'"[^{_BLANK_CLASS}"\\][^{_CONTROL_CLASS}"\\]*"'
+# raised by the typed read on a text field it cannot type for sure (the caller then reads the fields as JSON)
+_AMBIGUOUS = "transactions: a text field holds JSON text; its JSON type is needed"
+_TEXT_FIELDS = (*STRING_FIELDS, "timestamp")
 
-    Each field arrives as its own small JSON value (``j<i>``, SQL NULL when absent); its JSON type
-    (``t<i>``), its text when it is a string (``s<i>``) and its typed value (``c<i>``) are computed
-    once, and the same rule and typed expressions as the checked path apply to them, so a record gets
-    the same rule and values on both paths. Shortcuts that give the same results: a JSON text starting
-    with ``"`` is a string, and without a backslash its text is what is between the quotes. The reader
-    raises (and the caller falls back to the checked path) on a file that is not JSON, a record that is
-    not an object, or a repeated key.
+
+def _fast_sql(files: str, *, text_as_json: bool = False) -> str:
+    """The same columns as ``_checked_sql`` from ONE typed ``read_json`` of ``files``, in one streaming pass.
+
+    The numbers are read as JSON values (``j<i>``, SQL NULL when absent), so their JSON type is exact,
+    and cast once (``c<i>``, the checked path's casts). The text fields are read as VARCHAR (``v<i>``):
+    the reader gives a string's text, and any other value as its JSON text. So a text that is not valid
+    JSON was a string; a text that is valid JSON (``"123"``, ``true``, ``{...}``: a wrong type, or a
+    string that looks like one) stops the statement with ``_AMBIGUOUS``, and the caller runs it again
+    with ``text_as_json``: every text field read as JSON, its type from its JSON text.
+
+    Every record first meets a cheap test that only a good record passes (a regular expression per text
+    field, comparisons for the numbers; the same conditions as the rules, stated more strictly); only a
+    record that fails it gets the rules (``_rule_sql``, the same expression as the checked path) to name
+    its reason. The reader raises (and the caller falls back to the checked path) on a file that is not
+    JSON, a record that is not an object, or a repeated key.
     """
-    j, t, c = (lambda i: f"j{i}"), (lambda i: f"t{i}"), (lambda i: f"c{i}")  # noqa: E731
-    text_fields = (*STRING_FIELDS, "timestamp")
-
-    def s(i: int) -> str:  # the text: a column for the text fields, evaluated only where needed for numbers
-        return f"s{i}" if FIELDS[i] in text_fields else f"json_extract_string(j{i}, '$')"
-
-    columns = "{" + ", ".join(f"'{f}': 'JSON'" for f in FIELDS) + "}"
-    parsed, helpers, casts = [], [], []
-    for i, f in enumerate(FIELDS):
-        col = f'"{f}"'
-        if f in text_fields:
-            # a text that is not a string is only ever used for a record that breaks a rule
-            parsed.append(
-                f"{col} AS j{i}, CASE WHEN starts_with({col}, '\"') THEN 'VARCHAR' ELSE json_type({col}) END AS t{i}, "
-                f"CASE WHEN contains({col}, '\\') THEN json_extract_string({col}, '$') ELSE trim({col}, '\"') END AS s{i}"
-            )
-            helpers += [f"j{i}", f"t{i}", f"s{i}"]
-        else:
-            parsed.append(f"{col} AS j{i}, json_type({col}) AS t{i}")
-            helpers += [f"j{i}", f"t{i}"]
-        if f not in STRING_FIELDS:
-            casts.append(f"{_json_cast(j, s)(i)} AS c{i}")
-    rule = _rule_sql(j, t, s, c, check_object=False)
+    ts, q, p, total = (FIELDS.index(f) for f in ("timestamp", "quantity", "price", "total_amount"))
+    texts = [i for i, f in enumerate(FIELDS) if f in _TEXT_FIELDS]
+    strings = [i for i, f in enumerate(FIELDS) if f in STRING_FIELDS]
+    c = lambda i: f"c{i}"  # noqa: E731
+    if text_as_json:
+        val = lambda i: f"j{i}"  # noqa: E731
+        typ = lambda i: f"json_type(j{i})"  # noqa: E731
+        text = lambda i: f"s{i}" if i in texts else f"json_extract_string(j{i}, '$')"  # noqa: E731
+        texts_sql = "".join(f", json_extract_string(j{i}, '$') AS s{i}" for i in texts)
+        good_texts = [f"regexp_full_match(j{i}::VARCHAR, '{_GOOD_JSON_STRING}')" for i in strings]
+        good_texts.append(f"starts_with(j{ts}::VARCHAR, '\"')")
+        ambiguous = ""
+    else:
+        val = lambda i: f"v{i}" if i in texts else f"j{i}"  # noqa: E731
+        typ = lambda i: "'VARCHAR'" if i in texts else f"json_type(j{i})"  # noqa: E731
+        text = lambda i: f"v{i}" if i in texts else f"json_extract_string(j{i}, '$')"  # noqa: E731
+        texts_sql = ""
+        good_texts = [
+            f"(regexp_full_match(v{i}, '{_PLAIN_TEXT}') OR "
+            f"(regexp_full_match(v{i}, '{_GOOD_TEXT}') AND NOT json_valid(v{i})))"
+            for i in strings
+        ]
+        # four digits and a dash start no JSON value
+        good_texts.append(f"(v{ts} GLOB '[0-9][0-9][0-9][0-9]-*' OR NOT json_valid(v{ts}))")
+        ambiguous = f"WHEN {' OR '.join(f'json_valid(v{i})' for i in texts)} THEN error('{_AMBIGUOUS}') "
+    utc = _utc_sql(c, text)
+    good = " AND ".join([
+        *good_texts,
+        f"u >= TIMESTAMP '{EARLIEST}' AND u < TIMESTAMP '{END}'",
+        # an integer's JSON text is its canonical text; a number's starts with a digit or a minus
+        f"j{q}::VARCHAR = c{q}::VARCHAR AND c{q} > 0",
+        f"j{p}::VARCHAR >= '-' AND j{p}::VARCHAR < ':' AND c{p} > 0",
+        f"j{total}::VARCHAR >= '-' AND j{total}::VARCHAR < ':' AND c{total} IS NOT NULL",
+    ])
+    rule = _rule_sql(val, typ, text, c, check_object=False, utc="u")
+    columns = "{" + ", ".join(f"'{f}': '{'JSON' if text_as_json or f not in _TEXT_FIELDS else 'VARCHAR'}'"
+                              for f in FIELDS) + "}"
+    parsed = ", ".join(f'"{f}" AS {val(i)}' for i, f in enumerate(FIELDS))
+    casts = ", ".join(f"{_json_cast(val, text)(i)} AS c{i}" for i in range(len(FIELDS)) if i not in strings and i != q)
+    # the quantity from its JSON text: the same value as the JSON cast for any JSON integer (the only type
+    # whose value a rule looks at), and the good test above takes only an integer's canonical text
+    casts += f", try_cast(j{q}::VARCHAR AS BIGINT) AS c{q}"
+    typed = ", ".join(f"{text(i)} AS {FIELDS[i]}" for i in strings)
     return (
-        f"SELECT filename, {rule} AS rule, {_typed_sql(j, s, c)} FROM ("  # noqa: S608
-        f"SELECT filename, {', '.join(helpers)}, {', '.join(casts)} FROM ("
-        f"SELECT filename, {', '.join(parsed)} FROM read_json({files}, format = 'auto', records = true, "
-        f"filename = true, columns = {columns})))"
+        f"SELECT filename, CASE WHEN {good} THEN NULL {ambiguous}ELSE {rule} END AS rule, {typed}, "  # noqa: S608
+        f"u AS timestamp, c{q} AS quantity, c{p} AS price, c{total} AS total_amount FROM ("
+        f"SELECT *, {utc} AS u FROM ("
+        f"SELECT *{texts_sql}, {casts} FROM ("
+        f"SELECT filename, {parsed} FROM read_json({files}, format = 'auto', records = true, "
+        f"filename = true, columns = {columns}))))"
     )
 
 
 # the files are a session variable, not a parameter: a parameter would make the Python client
 # materialize the whole result before writing it, the variable lets the write stream
 _FILES_VARIABLE = "transactions_files"
+_KEY_START_VARIABLE = "transactions_key_start"  # where the lake key starts in a file's URI (1-based)
 _FAST = _fast_sql(f"getvariable('{_FILES_VARIABLE}')")
+_FAST_JSON = _fast_sql(f"getvariable('{_FILES_VARIABLE}')", text_as_json=True)
 
 
-def _output_sql(source: str, *, fast: bool = False) -> str:
+def _output_sql(source: str, *, every_record: bool = False, key_by_prefix: bool = False) -> str:
     """The processed columns of the good records of ``source`` (``_checked_sql``/``_fast_sql`` columns).
 
-    ``fast``: every record instead, with ``_rule`` (the rule, ``ok`` for a good record) to partition the
-    write by, so one pass gives the output and the bad records' counts.
+    ``every_record``: the bad records too, in the same columns, so that one streaming pass writes one
+    file: a bad record has no ``transaction_id`` (a good one always has) and its rule in ``category``
+    (its other columns mean nothing). ``_fast_write`` keeps that file as the output when it holds no bad
+    record, which its Parquet statistics tell.
+
+    ``source_file`` is the lake key of the record's file: looked up in ``files_map``, or, with
+    ``key_by_prefix`` (every URI is one prefix + the key), the URI after that prefix (no join).
     """
+    key = f"substr(filename, getvariable('{_KEY_START_VARIABLE}'))" if key_by_prefix else "files_map.file"
+    join = "" if key_by_prefix else " LEFT JOIN files_map USING (filename)"
     return f"""
-SELECT transaction_id, "timestamp", customer_id, product_id, product_name, category, quantity, price,
-       total_amount, discount, total_amount - discount AS final_amount,
+SELECT {"CASE WHEN rule IS NULL THEN transaction_id END AS " if every_record else ""}transaction_id, "timestamp",
+       customer_id, product_id, product_name, {"coalesce(rule, category) AS " if every_record else ""}category,
+       quantity, price, total_amount, discount, total_amount - discount AS final_amount,
        year("timestamp")::INTEGER AS year, month("timestamp")::INTEGER AS month, day("timestamp")::INTEGER AS day,
-       hour("timestamp")::INTEGER AS hour, (isodow("timestamp") - 1)::INTEGER AS day_of_week,
-       source_file{", coalesce(rule, '" + _FAST_OK + "') AS _rule" if fast else ""}
+       hour("timestamp")::INTEGER AS hour, (isodow("timestamp") - 1)::INTEGER AS day_of_week, source_file
 FROM (
-  SELECT *, round(CASE WHEN total_amount >= 500 THEN total_amount * 0.10
-                       WHEN total_amount >= 100 THEN total_amount * 0.05 ELSE 0 END, 2)::DECIMAL(18,2) AS discount,
-         files_map.file AS source_file
-  FROM {source} AS c LEFT JOIN files_map USING (filename){"" if fast else " WHERE rule IS NULL"}
+  -- (the products are exact in DECIMAL(38,4): in DECIMAL(18,4) an amount of 10^14 or more would overflow)
+  SELECT *, round(CASE WHEN total_amount >= 500 THEN total_amount::DECIMAL(38,2) * 0.10
+                       WHEN total_amount >= 100 THEN total_amount::DECIMAL(38,2) * 0.05 ELSE 0 END,
+                  2)::DECIMAL(18,2) AS discount,
+         {key} AS source_file
+  FROM {source} AS c{join}{"" if every_record else " WHERE rule IS NULL"}
 )
 """  # noqa: S608
 
 
-_FAST_OK = "ok"  # the ``_rule`` partition of the good records (no rule is named ``ok``)
 _OUTPUT_SELECT = _output_sql("read_parquet(?)")
-_FAST_OUTPUT = _output_sql(f"({_FAST})", fast=True)
+# the fast statements: (text fields as JSON, lake keys by prefix) -> SQL; the typed read is tried first
+_FAST_OUTPUTS = {
+    (as_json, by_prefix): _output_sql(f"({_FAST_JSON if as_json else _FAST})", every_record=True,
+                                      key_by_prefix=by_prefix)
+    for as_json in (False, True) for by_prefix in (False, True)
+}
 
 
 @dataclass
@@ -361,48 +431,79 @@ def _parse_all(
     return bad
 
 
-def _fast_write(
-    lake: Lake, con: duckdb.DuckDBPyConnection, uris: list[str], staging: str
-) -> tuple[str, list[tuple[str, str | None, int]]] | None:
-    """The fast path: ONE typed ``read_json`` statement over every file (``_fast_sql``), partitioned by
-    rule into ``staging`` (a lake folder): the good records are the output, the bad ones only counted.
+def _key_start(uris: Sequence[str], keys: Sequence[str]) -> int | None:
+    """Where the lake key starts in every file's URI (1-based, in characters, as SQL ``substr`` counts) when
+    every URI is one prefix followed by its key, so the key is a substring of the URI (which costs less
+    than a join); else None."""
+    if not uris or not uris[0].endswith(keys[0]):
+        return None
+    prefix = uris[0][: len(uris[0]) - len(keys[0])]
+    return len(prefix) + 1 if all(u == prefix + k for u, k in zip(uris, keys, strict=True)) else None
 
-    Returns the key of the staged output file and the counts ``(filename, rule or None, n)`` the
-    checked path would give; None when the statement raises (a file that is not JSON, a record that is
-    not an object, a repeated key...): the caller then runs the checked path, which names the problem.
+
+def _fast_write(
+    lake: Lake, con: duckdb.DuckDBPyConnection, uris: list[str], staging: str, keys: list[str] | None = None
+) -> tuple[str, list[tuple[str, str | None, int]]] | None:
+    """The fast path: ONE typed ``read_json`` statement over every file (``_fast_sql``) streams every
+    record into one Parquet file in ``staging`` (a lake folder), the bad ones marked (``_output_sql``).
+
+    With no bad record (the file's statistics: no ``transaction_id`` is NULL) that file is the output;
+    otherwise its good records are copied to the output file and its bad ones counted (the JSON is not
+    read again). Returns the key of the staged output file and the counts ``(filename, rule or None, n)``
+    the checked path would give; None when the statement raises (a file that is not JSON, a record that
+    is not an object, a repeated key...): the caller then runs the checked path, which names the problem.
+    ``keys``: the lake keys of ``uris`` (default: looked up in ``files_map``).
     """
     con.execute(f"SET VARIABLE {_FILES_VARIABLE} = ?", [uris])
-    try:
-        con.sql(_FAST_OUTPUT).write_parquet(
-            lake.output_uri(staging), compression="zstd", row_group_size=122_880, partition_by=["_rule"]
+    if keys is None:
+        key_of = dict(con.execute("SELECT filename, file FROM files_map").fetchall())
+        keys = [key_of[u] for u in uris]
+    key_start = _key_start(uris, keys)
+    if key_start is not None:
+        con.execute(f"SET VARIABLE {_KEY_START_VARIABLE} = ?", [key_start])
+    by_prefix = key_start is not None
+    every = f"{staging}records.parquet"
+    for sql in (_FAST_OUTPUTS[False, by_prefix], _FAST_OUTPUTS[True, by_prefix]):
+        try:
+            con.execute(
+                f"COPY ({sql}) TO ? (FORMAT parquet, COMPRESSION zstd, ROW_GROUP_SIZE 122880)",  # noqa: S608
+                [lake.output_uri(every)],
+            )
+            break
+        except (duckdb.InvalidInputException, duckdb.ConversionException, duckdb.IOException,
+                UnicodeDecodeError) as exc:
+            # (the engine's message quoting bytes that are not UTF-8 reaches Python as a UnicodeDecodeError)
+            lake.delete_prefix(staging)
+            if _AMBIGUOUS not in str(exc):  # the reader refused a file: the fields as JSON would not help
+                return None
+    rows, n_bad, unknown = con.execute(
+        "SELECT coalesce(sum(row_group_num_rows), 0), coalesce(sum(stats_null_count), 0), "
+        "count(*) FILTER (WHERE stats_null_count IS NULL) FROM parquet_metadata(?) "
+        "WHERE path_in_schema = 'transaction_id'",
+        [lake.uri(every)],
+    ).fetchone()
+    if unknown:  # a row group without statistics: count the bad records instead
+        n_bad = con.execute("SELECT count(*) FROM read_parquet(?) WHERE transaction_id IS NULL",
+                            [lake.uri(every)]).fetchone()[0]
+    out, counts = every, list[tuple[str, str | None, int]]()
+    if n_bad:
+        out = f"{staging}{DATA_FILE}"
+        con.execute(
+            "COPY (SELECT * FROM read_parquet($1) WHERE transaction_id IS NOT NULL) "
+            "TO $2 (FORMAT parquet, COMPRESSION zstd, ROW_GROUP_SIZE 122880)",
+            [lake.uri(every), lake.output_uri(out)],
         )
-    except (duckdb.InvalidInputException, duckdb.ConversionException, duckdb.IOException, UnicodeDecodeError):
-        # (the engine's message quoting bytes that are not UTF-8 reaches Python as a UnicodeDecodeError)
-        lake.delete_prefix(staging)
-        return None
-    written = [o.key for o in lake.list_objects(staging)]
-    ok = [k for k in written if k.startswith(f"{staging}_rule={_FAST_OK}/")]
-    bad = [lake.uri(k) for k in written if k not in ok]
-    out = f"{staging}{DATA_FILE}"
-    if len(ok) == 1:
-        out = ok[0]
-    elif ok:  # the engine split the good records over several files: one file, as the checked path writes
-        _write_parquet(con, "SELECT * FROM read_parquet(?)", [[lake.uri(k) for k in ok]], lake.output_uri(out))
-    else:  # no good record: an empty file with the output's columns
-        empty = f"SELECT * EXCLUDE (_rule) FROM ({_FAST_OUTPUT}) LIMIT 0"  # noqa: S608
-        _write_parquet(con, empty, [], lake.output_uri(out))
-    n_ok = con.execute("SELECT count(*) FROM read_parquet(?)", [lake.uri(out)]).fetchone()[0]
-    uri_of = dict(con.execute("SELECT file, filename FROM files_map").fetchall())  # lake key -> uri
-    # the good records are only counted as a whole (their file does not matter to the caller)
-    counts: list[tuple[str, str | None, int]] = [(uris[0], None, int(n_ok))] if n_ok else []
-    if bad:
-        counts += [
+        uri_of = dict(zip(keys, uris, strict=True))  # lake key -> uri
+        counts = [
             (uri_of[file], rule, int(n))
             for file, rule, n in con.execute(
-                "SELECT source_file, _rule, count(*) FROM read_parquet(?, hive_partitioning = true) GROUP BY ALL",
-                [bad],
+                "SELECT source_file, category, count(*) FROM read_parquet(?) WHERE transaction_id IS NULL GROUP BY ALL",
+                [lake.uri(every)],
             ).fetchall()
         ]
+    # the good records are only counted as a whole (their file does not matter to the caller)
+    if rows > n_bad:
+        counts.insert(0, (uris[0], None, int(rows - n_bad)))
     return out, counts
 
 
@@ -461,13 +562,15 @@ def transform_partition(
             uris.append(lake.uri(o.key))
 
     con = lake.engine()
-    tmp = Path(tempfile.mkdtemp(prefix="transactions-"))
+    tmp: Path | None = None
     try:
         con.register("files_map", pa.table({"filename": list(by_uri), "file": list(by_uri.values())}))
-        checked = str(tmp / "checked.parquet")
         staging = f"{INTERMEDIATE}{uuid.uuid4().hex}/"
         # the fast path: one statement reads every file and writes the output + the bad records' counts
-        fast = _fast_write(lake, con, uris, staging) if uris else None
+        fast = _fast_write(lake, con, uris, staging, [by_uri[u] for u in uris]) if uris else None
+        if fast is None and uris:  # the checked path, through an intermediate file
+            tmp = Path(tempfile.mkdtemp(prefix="transactions-"))
+        checked = str(tmp / "checked.parquet") if tmp else ""
         unparseable = {} if fast is not None or not uris else _parse_all(con, uris, checked)
         for uri, problem in sorted(unparseable.items()):
             rule = "unreadable_file" if problem.startswith("IO Error") else "not_json"
@@ -534,7 +637,8 @@ def transform_partition(
             result.quarantine_keys.append(dst)
     finally:
         con.close()
-        shutil.rmtree(tmp, ignore_errors=True)
+        if tmp:
+            shutil.rmtree(tmp, ignore_errors=True)
     if not result.reconciles:
         raise RuntimeError(f"transactions {date}: counts do not reconcile: {result.as_metadata()}")
     return result
