@@ -151,7 +151,8 @@ def exclusive(path: Path) -> Iterator[None]:
 
 
 def load_cursors(path: Path) -> dict[str, str]:
-    """The catch-up's sensor cursors (sensor name -> cursor)."""
+    """One of the catch-up's state maps: the sensor cursors (sensor name -> cursor) or the landing signatures
+    (pipeline -> signature); empty when the file does not exist yet."""
     return json.loads(path.read_text()) if path.exists() else {}
 
 
