@@ -2,7 +2,10 @@
 
 Event shape (every field optional):
 
-    {"count": 5, "per_file": 1, "format": "object" | "array" | "lines", "seed": 42}
+    {"count": 5, "per_file": 1, "format": "object" | "array" | "lines", "seed": 42, "date": "YYYY-MM-DD"}
+
+Without ``date`` the transactions fall in the five minutes before now (what the schedule lands every tick);
+with it they are spread over that day (a backfill).
 
 Writes ``landing/transactions/date=<today>/transactions_<epoch>.json`` into the lake
 (``s3://$ECOMMERCE_S3_BUCKET/$ECOMMERCE_S3_PREFIX`` in aws mode) with the same seeded generator as
@@ -11,6 +14,7 @@ Writes ``landing/transactions/date=<today>/transactions_<epoch>.json`` into the 
 
 from __future__ import annotations
 
+import datetime as dt
 import time
 from typing import Any
 
@@ -27,7 +31,9 @@ def handler(event: dict[str, Any] | None, context: Any = None, lake: Lake | None
     fmt = str(event.get("format", "object"))
     per_file = 1 if fmt == "object" else int(event.get("per_file", 1))
     seed = int(event["seed"]) if event.get("seed") is not None else int(time.time())
+    day = dt.date.fromisoformat(str(event["date"])) if event.get("date") else None
     files, records, keys = land(
-        lake or build_lake(get_settings()), generate_files(int(event.get("count", 5)), per_file=per_file, fmt=fmt, seed=seed)
+        lake or build_lake(get_settings()),
+        generate_files(int(event.get("count", 5)), per_file=per_file, fmt=fmt, seed=seed, end_date=day),
     )
     return {"files": files, "records": records, "keys": keys}

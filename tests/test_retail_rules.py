@@ -143,3 +143,55 @@ def test_gzip_files_are_read(tmp_path: Path) -> None:
     assert open_csv(gz, SOURCE_COLUMNS).encoding == "utf-8"
     result, cleaned, _ = run_clean(tmp_path, gz)
     assert result.rows_out == 2 and {r["invoiceno"] for r in cleaned} == {"536365", "536366"}
+
+
+def test_files_read_in_one_pass_keep_their_row_numbers_and_a_refused_file_is_rejected(tmp_path: Path) -> None:
+    """Several files: each row keeps its place in its own file; a file the parallel reader refuses (a quoted line
+    break before a short row) is read by the serial one; a file no reader can read is rejected by name while the
+    others are cleaned, and the counts reconcile."""
+    import duckdb
+
+    from ecommerce_assets.transforms import retail
+
+    head = ",".join(HEADER).encode() + b"\n"
+    ok = ",".join(GOOD).encode() + b"\n"
+    first = write_csv(tmp_path / "a.csv", [GOOD, with_(invoiceno="C1", quantity="-1"), with_(invoiceno="536366")])
+    serial = tmp_path / "b.csv"
+    serial.write_bytes(head + ok.replace(b"536365", b"7") + b'8,85123A,"a\nb",6,12/1/2010 8:26,2.55,1,UK\n9,85123A\n')
+    broken = tmp_path / "c.csv"
+    broken.write_bytes(head + ok + b'2,85123A,"abc,6,12/1/2010 8:26,2.55,1,UK\n' + ok)
+    last = write_csv(tmp_path / "d.csv", [with_(invoiceno="536367", unitprice="0")])
+    files = [first, serial, broken, last]
+    con = duckdb.connect()
+    rejected: list[BadFileError] = []
+    rows_in = retail.load_source(con, [open_csv(f, SOURCE_COLUMNS) for f in files], [f.name for f in files], rejected)
+    assert [(e.file, e.rule) for e in rejected] == [("c.csv", "unreadable_csv")]
+    assert "cannot read it as CSV" in rejected[0].problem and "abc" not in rejected[0].problem
+    assert rows_in == 3 + 3 + 1
+    result = retail.clean(con, str(tmp_path / "cleaned"), str(tmp_path / "q.parquet"))
+    assert result.reconciles and result.rows_in == rows_in
+    quarantined = con.execute(
+        "SELECT source_file, source_row, rule, field FROM read_parquet(?) ORDER BY source_file, source_row",
+        [str(tmp_path / "q.parquet")],
+    ).fetchall()
+    assert quarantined == [
+        ("a.csv", 2, "non_positive_quantity", "quantity"),
+        ("b.csv", 3, "null_quantity", "quantity"),  # the short row, padded by the serial reader
+        ("d.csv", 1, "non_positive_unitprice", "unitprice"),
+    ]
+    assert result.rows_out == 4  # a.csv rows 1 and 3, b.csv rows 1 and 2
+
+
+def test_every_file_refused_leaves_an_empty_ruled_table(tmp_path: Path) -> None:
+    import duckdb
+
+    from ecommerce_assets.transforms import retail
+
+    broken = tmp_path / "c.csv"
+    broken.write_bytes(",".join(HEADER).encode() + b'\n2,85123A,"abc,6,12/1/2010 8:26,2.55,1,UK\n')
+    con = duckdb.connect()
+    rejected: list[BadFileError] = []
+    assert retail.load_source(con, [open_csv(broken, SOURCE_COLUMNS)], ["c.csv"], rejected) == 0
+    assert [e.rule for e in rejected] == ["unreadable_csv"]
+    with pytest.raises(BadFileError, match=r"c\.csv: the engine cannot read it as CSV"):
+        retail.load_source(con, [open_csv(broken, SOURCE_COLUMNS)], ["c.csv"])

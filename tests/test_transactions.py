@@ -8,6 +8,7 @@ from decimal import ROUND_HALF_UP, Decimal
 from pathlib import Path
 
 import dagster as dg
+import pyarrow as pa
 import pytest
 
 from ecommerce_assets.services.transactions_generator import PRODUCTS, generate_files
@@ -255,8 +256,11 @@ def test_lambda_handlers_one_file_per_call(local_resources: dict) -> None:
     from lambdas import transaction_generator, transaction_json_to_parquet
 
     lake = local_resources["lake"]
-    out = transaction_generator.handler({"count": 4, "format": "array", "per_file": 2, "seed": 9}, lake=lake)
+    # a fixed day: "the last five minutes" would straddle two dates just after midnight
+    event = {"count": 4, "format": "array", "per_file": 2, "seed": 9, "date": "2026-01-15"}
+    out = transaction_generator.handler(event, lake=lake)
     assert out["files"] == 2 and out["records"] == 4
+    assert all(k.startswith("landing/transactions/date=2026-01-15/") for k in out["keys"])
     event = {"Records": [{"s3": {"bucket": {"name": "b"}, "object": {"key": k}}} for k in out["keys"]]
              + [{"s3": {"bucket": {"name": "b"}, "object": {"key": "landing/other/x.json"}}}]}
     res = transaction_json_to_parquet.handler(event, lake=lake)
@@ -316,12 +320,12 @@ def test_fast_path_gives_the_checked_paths_outputs(tmp_path: Path) -> None:
 
     con = fast_lake.engine()
     uris = [fast_lake.uri(o.key) for o in fast_objs]
-    con.register("files_map", tx.pa.table({"filename": uris, "file": [o.key for o in fast_objs]}))
+    con.register("files_map", pa.table({"filename": uris, "file": [o.key for o in fast_objs]}))
     assert tx._fast_write(fast_lake, con, uris, "intermediate/probe/") is not None
     fast_lake.delete_prefix("intermediate/probe/")
     con = checked_lake.engine()
     uris = [checked_lake.uri(o.key) for o in checked_objs]
-    con.register("files_map", tx.pa.table({"filename": uris, "file": [o.key for o in checked_objs]}))
+    con.register("files_map", pa.table({"filename": uris, "file": [o.key for o in checked_objs]}))
     assert tx._fast_write(checked_lake, con, uris, "intermediate/probe/") is None
     assert not checked_lake.exists("intermediate/probe/")
 
@@ -358,7 +362,7 @@ def test_fast_path_refuses_what_only_the_checked_path_can_name(
     objs = list(lake.list_objects(LANDING))
     con = lake.engine()
     uris = [lake.uri(o.key) for o in objs]
-    con.register("files_map", tx.pa.table({"filename": uris, "file": [o.key for o in objs]}))
+    con.register("files_map", pa.table({"filename": uris, "file": [o.key for o in objs]}))
     assert tx._fast_write(lake, con, uris, "intermediate/probe/") is None
     result = tx.transform_partition(lake, DATE, objs)
     assert result.reconciles and result.records_out == 1 and result.by_rule == by_rule

@@ -14,6 +14,7 @@ from decimal import Decimal
 from pathlib import Path
 
 import duckdb
+import pyarrow as pa
 import pytest
 
 from ecommerce_assets.storage.lake import LocalLake
@@ -340,7 +341,7 @@ def test_a_clean_partition_is_written_once_and_a_dirty_one_keeps_only_its_good_r
         lk.write_bytes(LANDING + "a.json", "\n".join(json.dumps(r) for r in recs).encode())
         uris = [lk.uri(o.key) for o in lk.list_objects(LANDING)]
         con = lk.engine()
-        con.register("files_map", tx.pa.table({"filename": uris, "file": [lk.key_of(u) for u in uris]}))
+        con.register("files_map", pa.table({"filename": uris, "file": [lk.key_of(u) for u in uris]}))
         staged, counts = tx._fast_write(lk, con, uris, "intermediate/probe/")
         rows = con.execute(
             "SELECT count(*), count(transaction_id) FROM read_parquet(?)", [lk.uri(staged)]

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import dagster as dg
-import pyarrow as pa
 
 from ecommerce_assets.storage.lake import Lake
 from ecommerce_assets.storage.registration import Registration
+
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 PREVIEW_ROWS = 10
 

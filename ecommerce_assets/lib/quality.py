@@ -7,11 +7,14 @@ Each takes a DuckDB connection and the name of a relation (table or view) and re
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import dagster as dg
-import duckdb
 
 from ecommerce_assets.storage.warehouses.base import quote_ident
+
+if TYPE_CHECKING:
+    import duckdb
 
 SAMPLES = 5
 

@@ -30,14 +30,15 @@ import threading
 import time
 from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
-from typing import Any, Self
+from typing import TYPE_CHECKING, Any, Self
 
-import requests
-from requests.adapters import HTTPAdapter
 from urllib3.exceptions import InvalidHeader, MaxRetryError, NewConnectionError
 from urllib3.exceptions import TimeoutError as Urllib3TimeoutError
 from urllib3.response import BaseHTTPResponse
 from urllib3.util.retry import RequestHistory, Retry
+
+if TYPE_CHECKING:
+    import requests
 
 RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
 HAS_BACKOFF_JITTER = "backoff_jitter" in inspect.signature(Retry).parameters  # urllib3 >= 2.0
@@ -79,6 +80,8 @@ class Try:
 
 def _cause(error: BaseException) -> BaseException:
     """The urllib3 error inside a requests exception (``ConnectionError(MaxRetryError(reason=...))``)."""
+    import requests
+
     inner = error.args[0] if isinstance(error, requests.RequestException) and error.args else error
     if isinstance(inner, MaxRetryError) and inner.reason is not None:
         inner = inner.reason
@@ -87,6 +90,8 @@ def _cause(error: BaseException) -> BaseException:
 
 def describe_error(error: BaseException) -> tuple[str, str]:
     """(outcome, detail) of a transport error: ``timeout`` or ``connection_error``, and its type and text."""
+    import requests
+
     cause = _cause(error)
     timed_out = isinstance(error, requests.Timeout) or (
         isinstance(cause, Urllib3TimeoutError | TimeoutError) and not isinstance(cause, NewConnectionError)
@@ -233,6 +238,9 @@ def build_session(
     headers: dict[str, str] | None = None,
 ) -> requests.Session:
     """A ``requests.Session`` whose http:// and https:// adapters retry with ``retry_policy(...)``."""
+    import requests
+    from requests.adapters import HTTPAdapter
+
     policy = retry_policy(
         attempts=attempts,
         backoff_factor=backoff_factor,
@@ -292,6 +300,8 @@ def send(session: requests.Session, method: str, url: str, **kwargs: Any) -> Exc
     come back as ``Exchange.error`` with a last ``Try`` that says so; a retryable status after the last try
     comes back as ``Exchange.response`` with ``gave_up`` set.
     """
+    import requests
+
     policy = policy_of(session, url)
     policy.begin()
     response: requests.Response | None = None

@@ -11,15 +11,14 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any
-
-import boto3
-import pyarrow as pa
-from botocore.exceptions import ClientError
+from typing import TYPE_CHECKING, Any
 
 from ecommerce_assets.storage import zones
 from ecommerce_assets.storage.base import StorageModel
 from ecommerce_assets.storage.lake import Lake
+
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 PARTITION_BATCH = 100  # BatchCreatePartition accepts at most 100 partitions per call
 PARQUET_SERDE = {
@@ -34,6 +33,8 @@ _PARTITION = re.compile(r"(?:^|/)([A-Za-z_][A-Za-z0-9_]*)=([^/]+)/")
 
 def glue_type(t: pa.DataType) -> str:
     """The Hive/Athena type of an Arrow type (what Glue stores for a Parquet column)."""
+    import pyarrow as pa
+
     if pa.types.is_dictionary(t):
         return glue_type(t.value_type)
     if pa.types.is_boolean(t):
@@ -125,9 +126,13 @@ class GlueCatalog(StorageModel):
     default_database: str = "ecommerce"
 
     def client(self) -> Any:
+        import boto3
+
         return boto3.client("glue", region_name=self.region_name, endpoint_url=self.endpoint_url)
 
     def ensure_database(self, database: str, glue: Any | None = None) -> None:
+        from botocore.exceptions import ClientError
+
         glue = glue or self.client()
         try:
             glue.create_database(DatabaseInput={"Name": glue_name(database)})
@@ -136,6 +141,8 @@ class GlueCatalog(StorageModel):
                 raise
 
     def table_exists(self, database: str, table: str) -> bool:
+        from botocore.exceptions import ClientError
+
         try:
             self.client().get_table(DatabaseName=glue_name(database), Name=glue_name(table))
             return True
@@ -167,6 +174,8 @@ class GlueCatalog(StorageModel):
         description: str = "",
     ) -> TableRegistration:
         """Create or update ``database.table`` over the Parquet at ``location`` and add new partitions."""
+        from botocore.exceptions import ClientError
+
         glue = self.client()
         db, name = glue_name(database), glue_name(table)
         location = location if location.endswith("/") else location + "/"

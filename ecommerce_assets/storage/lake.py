@@ -17,10 +17,12 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-
-import duckdb
+from typing import TYPE_CHECKING
 
 from ecommerce_assets.storage.base import StorageModel
+
+if TYPE_CHECKING:
+    import duckdb
 
 ZONES = ("landing", "raw", "intermediate", "processed", "quarantine", "archive")
 NAME_MAX = 255  # bytes in one file name on every common local file system (ext4, xfs, APFS, NTFS)
@@ -233,6 +235,8 @@ class Lake(StorageModel):
     # --- the engine -------------------------------------------------------------------------
     def engine(self) -> duckdb.DuckDBPyConnection:
         """An in-memory DuckDB connection, bounded in memory and threads, able to read/write ``uri``s."""
+        import duckdb
+
         con = duckdb.connect(config={"autoinstall_known_extensions": False, "autoload_known_extensions": False})
         con.execute("SET memory_limit = ?", [self.duckdb_memory_limit])
         con.execute("SET threads = ?", [self.duckdb_threads])

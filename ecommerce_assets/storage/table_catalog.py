@@ -18,8 +18,6 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import duckdb
-
 from ecommerce_assets.storage.base import StorageModel
 from ecommerce_assets.storage.lake import Lake
 from ecommerce_assets.storage.warehouses.base import quote_ident, sql_literal
@@ -46,6 +44,8 @@ class DuckDBViewCatalog(TableCatalog):
         self, lake: Lake, prefix: str, database: str, table: str, partition_keys: Sequence[str] = ("date",)
     ) -> dict[str, Any]:
         """``CREATE OR REPLACE VIEW database.table`` over ``prefix``; returns what was registered."""
+        import duckdb
+
         prefix = prefix if prefix.endswith("/") else prefix + "/"
         if not any(o.key.endswith(".parquet") for o in lake.list_objects(prefix)):
             raise FileNotFoundError(f"no Parquet files below {lake.uri(prefix)}")

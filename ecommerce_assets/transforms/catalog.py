@@ -29,6 +29,7 @@ Counts reconcile: products in = rows out + quarantined rows + ``duplicate_asin``
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import io
 import json
 import re
@@ -36,11 +37,7 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 from pathlib import Path
-from typing import Any
-
-import duckdb
-import pyarrow as pa
-import pyarrow.csv as pacsv
+from typing import TYPE_CHECKING, Any
 
 from ecommerce_assets.transforms import matching
 from ecommerce_assets.transforms.files import (
@@ -52,36 +49,66 @@ from ecommerce_assets.transforms.files import (
     standardize_column,
 )
 
+if TYPE_CHECKING:
+    import pyarrow as pa
+
 KEPT_COLUMNS = [
     "asin", "product_title", "product_price", "product_original_price", "currency", "product_star_rating",
     "product_num_ratings", "product_url", "product_photo", "product_num_offers", "is_best_seller", "is_prime",
     "sales_volume", "delivery", "has_variations",
 ]
 OUTPUT_COLUMNS = [*KEPT_COLUMNS, "seller_id", "snapshot_date", "product_gtin"]
-SCHEMA = pa.schema(
-    [
-        ("asin", pa.string()),
-        ("product_title", pa.string()),
-        ("product_price", pa.decimal128(12, 2)),
-        ("product_original_price", pa.decimal128(12, 2)),
-        ("currency", pa.string()),
-        ("product_star_rating", pa.decimal128(2, 1)),
-        ("product_num_ratings", pa.int64()),
-        ("product_url", pa.string()),
-        ("product_photo", pa.string()),
-        ("product_num_offers", pa.int32()),
-        ("is_best_seller", pa.bool_()),
-        ("is_prime", pa.bool_()),
-        ("sales_volume", pa.string()),
-        ("delivery", pa.string()),
-        ("has_variations", pa.bool_()),
-        ("seller_id", pa.string()),
-        ("snapshot_date", pa.date32()),
-        ("product_gtin", pa.string()),
-    ]
-)
-# where each row came from, used to dedupe (not written to the outputs)
-SOURCE_SCHEMA = SCHEMA.append(pa.field("source_page", pa.int32())).append(pa.field("source_position", pa.int32()))
+
+
+@functools.cache
+def _schema() -> pa.Schema:
+    """``SCHEMA``: the output columns' Arrow types (built on first use, so that importing this module does not
+    import pyarrow)."""
+    import pyarrow as pa
+
+    return pa.schema(
+        [
+            ("asin", pa.string()),
+            ("product_title", pa.string()),
+            ("product_price", pa.decimal128(12, 2)),
+            ("product_original_price", pa.decimal128(12, 2)),
+            ("currency", pa.string()),
+            ("product_star_rating", pa.decimal128(2, 1)),
+            ("product_num_ratings", pa.int64()),
+            ("product_url", pa.string()),
+            ("product_photo", pa.string()),
+            ("product_num_offers", pa.int32()),
+            ("is_best_seller", pa.bool_()),
+            ("is_prime", pa.bool_()),
+            ("sales_volume", pa.string()),
+            ("delivery", pa.string()),
+            ("has_variations", pa.bool_()),
+            ("seller_id", pa.string()),
+            ("snapshot_date", pa.date32()),
+            ("product_gtin", pa.string()),
+        ]
+    )
+
+
+@functools.cache
+def _source_schema() -> pa.Schema:
+    """``SOURCE_SCHEMA``: ``SCHEMA`` plus where each row came from, used to dedupe (not written to the
+    outputs)."""
+    import pyarrow as pa
+
+    return _schema().append(pa.field("source_page", pa.int32())).append(
+        pa.field("source_position", pa.int32())
+    )
+
+
+def __getattr__(name: str) -> Any:
+    """The module's Arrow schemas ``SCHEMA`` and ``SOURCE_SCHEMA``, built on first access (PEP 562)."""
+    if name == "SCHEMA":
+        return _schema()
+    if name == "SOURCE_SCHEMA":
+        return _source_schema()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 PAGE_RULES = {
     "malformed_json": "the page is not valid JSON",
@@ -140,7 +167,9 @@ class PageResult:
 
     def table(self) -> pa.Table:
         """The kept rows as Arrow (``SOURCE_SCHEMA``: the output columns + source page/position)."""
-        return pa.Table.from_pylist(self.rows, schema=SOURCE_SCHEMA)
+        import pyarrow as pa
+
+        return pa.Table.from_pylist(self.rows, schema=_source_schema())
 
     def issues(self) -> list[dict[str, Any]]:
         """Every issue of the page as plain dicts (the quarantine reason file)."""
@@ -295,11 +324,13 @@ def clean_page(
 
 
 def empty_table() -> pa.Table:
-    return SOURCE_SCHEMA.empty_table()
+    return _source_schema().empty_table()
 
 
 def to_csv_bytes(table: pa.Table) -> bytes:
     """CSV that Redshift ``COPY ... FORMAT CSV IGNOREHEADER 1`` loads: header row, NULL as an empty field."""
+    import pyarrow.csv as pacsv
+
     table = table.select([c for c in OUTPUT_COLUMNS if c in table.column_names])
     buf = io.BytesIO()
     pacsv.write_csv(table, buf, pacsv.WriteOptions(include_header=True, quoting_style="needed"))
@@ -350,6 +381,8 @@ def build_snapshot(con: Any, results: list[PageResult], csv_uri: str, parquet_ur
 
     ``con`` is a DuckDB connection (``lake.engine()``); the URIs may be local paths or ``s3://``.
     """
+    import pyarrow as pa
+
     if not results:
         raise ValueError("build_snapshot needs at least one page")
     tables = [r.table() for r in results if r.ok]
@@ -440,6 +473,8 @@ def load_distributor_files(con: Any, files: Sequence[DistributorFile]) -> Invent
     columns (``open_csv``'s rules, or the engine refusing it: ``unreadable_csv``) is rejected whole into
     ``InventoryResult.rejected_files`` and the others go on. Of two columns with the same standardized name
     the first is read."""
+    import duckdb
+
     matching.install_macros(con)
     cols = matching.DISTRIBUTOR_COLUMNS + matching.ID_COLUMNS
     con.execute("CREATE OR REPLACE TEMP TABLE inv_src (" + ", ".join(f"{c} VARCHAR" for c in cols)

@@ -24,10 +24,10 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import pyarrow as pa
-import pyarrow.compute as pc
-import pyarrow.csv as pacsv
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 CHUNK = 1 << 20
 # The longest line a landed CSV may have (1 MiB; a real order line is ~100 bytes). DuckDB's reader refuses
@@ -189,6 +189,9 @@ def neutralize_cell(value: str) -> str:
 
 def neutralize_table(table: pa.Table) -> pa.Table:
     """``table`` with every text cell passed through ``neutralize_cell``; numbers, dates and nulls unchanged."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
     columns = []
     for col in table.columns:
         if pa.types.is_string(col.type) or pa.types.is_large_string(col.type):
@@ -204,6 +207,8 @@ def csv_for_people(table: pa.Table) -> bytes:
     """``table`` as CSV bytes (header row) for people to open in a spreadsheet: formula-like text
     neutralised by ``neutralize_table``. Use it for every CSV we write for people (reports); a CSV that a
     machine loads (a warehouse ``COPY``) keeps its values exactly and does not go through this."""
+    import pyarrow.csv as pacsv
+
     buf = io.BytesIO()
     pacsv.write_csv(neutralize_table(table), buf, pacsv.WriteOptions(include_header=True, quoting_style="needed"))
     return buf.getvalue()

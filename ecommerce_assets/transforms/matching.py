@@ -40,12 +40,15 @@ words on both sides) are expanded to one row per token for blocking.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-import duckdb
+if TYPE_CHECKING:
+    import duckdb
 
 TITLE_THRESHOLD = 0.75
 BLOCK_TOKENS = 3
@@ -328,11 +331,16 @@ PREPARED_FORMAT = 2  # the layout of the prepared files; a prepared inventory of
 # the prepared files are read back by this code only: the fastest zstd level (15 % less CPU to write, 5 % larger)
 _PREPARED_PARQUET = "FORMAT parquet, COMPRESSION zstd, COMPRESSION_LEVEL 1"
 
-# what a prepared inventory depends on besides its inventory: its layout, the tokenising and feature rules
-# (the macros and word lists) and the engine that computed them (its hash function keys the content check)
-RULES_DIGEST = hashlib.sha256(json.dumps(
-    [PREPARED_FORMAT, MACROS, _INVENTORY, _BRANDS, _ITEMS, _TOKEN_COUNTS, _CONTENT, duckdb.__version__]
-).encode()).hexdigest()[:32]
+@functools.cache
+def _rules_digest() -> str:
+    """What a prepared inventory depends on besides its inventory: its layout, the tokenising and feature
+    rules (the macros and word lists) and the engine that computed them (its hash function keys the content
+    check). Computed on first use, so that importing this module does not import DuckDB."""
+    import duckdb
+
+    return hashlib.sha256(json.dumps(
+        [PREPARED_FORMAT, MACROS, _INVENTORY, _BRANDS, _ITEMS, _TOKEN_COUNTS, _CONTENT, duckdb.__version__]
+    ).encode()).hexdigest()[:32]
 
 
 @dataclass(frozen=True)
@@ -390,6 +398,8 @@ def _content(con: duckdb.DuckDBPyConnection, relation: str, params: list | None 
 
 def _stored_fingerprint(con: duckdb.DuckDBPyConnection, prepared: PreparedInventory) -> InventoryFingerprint | None:
     """The fingerprint a prepared inventory was made from, if it is complete and made with today's rules."""
+    import duckdb
+
     try:
         row = con.execute(
             "SELECT rules, files, content FROM read_json(?, columns = {rules: 'VARCHAR', files: 'VARCHAR', "
@@ -397,7 +407,7 @@ def _stored_fingerprint(con: duckdb.DuckDBPyConnection, prepared: PreparedInvent
         ).fetchone()
     except duckdb.Error:  # missing, unreadable or half-written: not a prepared inventory to reuse
         return None
-    if row is None or row[0] != RULES_DIGEST or row[2] is None:
+    if row is None or row[0] != _rules_digest() or row[2] is None:
         return None
     return InventoryFingerprint(files=row[1], content=row[2])
 
@@ -406,7 +416,7 @@ def _write_fingerprint(
     con: duckdb.DuckDBPyConnection, prepared: PreparedInventory, fingerprint: InventoryFingerprint | None
 ) -> None:
     """Write ``fingerprint.json`` (``None``: mark the folder as not reusable while its parts are rewritten)."""
-    rules = RULES_DIGEST if fingerprint else "incomplete"
+    rules = _rules_digest() if fingerprint else "incomplete"
     con.execute(  # (a COPY binds its target before its query's parameters: the row is made first)
         "CREATE OR REPLACE TEMP TABLE m_fingerprint AS SELECT ?::VARCHAR AS rules, ?::VARCHAR AS files, "
         "?::VARCHAR AS content",

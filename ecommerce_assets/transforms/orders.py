@@ -49,8 +49,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-
-import duckdb
+from typing import TYPE_CHECKING
 
 from ecommerce_assets.transforms.files import (
     CHUNK,
@@ -68,6 +67,9 @@ from ecommerce_assets.transforms.retail import (
     EARLIEST_DATE,
     END_DATE,
 )
+
+if TYPE_CHECKING:
+    import duckdb
 
 # the largest JSON record read (the engine's ``maximum_object_size``); a larger one makes the file not_json
 MAX_JSON_RECORD_BYTES = 16 * 1024 * 1024
@@ -367,6 +369,8 @@ def _insert_csv(con: duckdb.DuckDBPyConnection, spec: SourceSpec, f: SourceFile,
     """Append one CSV file to ``<source>_src`` (one statement: all its rows or none). The parallel reader
     cannot pad short rows of a file with line breaks inside quoted values: such a file is read again by
     the serial reader before it is called unreadable (``unreadable_csv``)."""
+    import duckdb
+
     try:
         tf = open_csv(f.path, list(spec.required))
     except BadFileError as exc:  # name the file by its lake key, not the local copy
@@ -447,6 +451,8 @@ def _stage_json(con: duckdb.DuckDBPyConnection, f: SourceFile) -> None:
     An array is read as one; other files as JSON lines, then, should that fail (a value over several lines),
     as values separated by any white space: each reader refuses a shape the other reads (the second one,
     a number followed by another value). Neither: ``not_json``, with the engine's first message line."""
+    import duckdb
+
     stage = (
         "CREATE OR REPLACE TEMP TABLE _json_stage AS SELECT row_number() OVER () AS _row, json, "
         "json_type(json) AS _jt, json_keys(json) AS _keys "

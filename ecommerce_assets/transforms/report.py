@@ -5,8 +5,10 @@ ones the distributor cannot supply, as an Arrow table (``REPORT_SQL`` over the m
 from __future__ import annotations
 
 import html
+from typing import TYPE_CHECKING
 
-import pyarrow as pa
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 # parameters: the matches' Parquet URI, then the unmatched products' Parquet URI
 REPORT_SQL = """

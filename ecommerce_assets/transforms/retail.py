@@ -24,10 +24,10 @@ or ``@`` is data and kept as it is; a CSV written for people neutralises it (``f
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from contextlib import ExitStack
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-
-import duckdb
+from typing import TYPE_CHECKING
 
 from ecommerce_assets.transforms.files import (
     ENGINE_MAX_LINE_SIZE,
@@ -37,6 +37,9 @@ from ecommerce_assets.transforms.files import (
     standardize_column,
 )
 from ecommerce_assets.transforms.order_lines import UNKNOWN_CUSTOMER as UNKNOWN_CUSTOMER
+
+if TYPE_CHECKING:
+    import duckdb
 
 SOURCE_COLUMNS = [
     "invoiceno", "stockcode", "description", "quantity", "invoicedate", "unitprice", "customerid", "country",
@@ -83,63 +86,126 @@ def load_source(
     file_labels: Sequence[str],
     rejected: list[BadFileError] | None = None,
 ) -> int:
-    """Read the files (all text) into the temp table ``retail_src`` with ``_file`` and ``_row``; return rows.
+    """Read the files and apply the rules in one pass, into the temp table ``retail_ruled``; return the rows read.
 
-    The files have passed ``open_csv`` (which refuses a line the engine could not read). Should the engine
-    still refuse one, the error is a ``BadFileError`` naming that file (its label) and the engine's first
-    message line, never the file's content. With ``rejected`` (a list), such a file is appended to it and
-    the other files are read (the caller quarantines it); without, the error is raised.
+    The CSV is streamed once: each row is numbered (``_row``, its place in its file, for the quarantine) as it is
+    read, and no copy of the source is kept. The files have passed ``open_csv`` (which refuses a line the engine
+    could not read). Should the engine still refuse one, the files are read again one at a time to find which:
+    the error is a ``BadFileError`` naming that file (its label) and the engine's first message line, never the
+    file's content. With ``rejected`` (a list), such a file is appended to it and the other files are read (the
+    caller quarantines it); without, the error is raised."""
+    import duckdb
 
-    Returns the rows read."""
-    con.execute(
-        "CREATE OR REPLACE TEMP TABLE retail_src (" + ", ".join(f"{c} VARCHAR" for c in SOURCE_COLUMNS)
-        + ", _file VARCHAR, _row BIGINT)"
-    )
-    con.execute("SET preserve_insertion_order = true")
-    select = ", ".join(SOURCE_COLUMNS)
-    for tf, label in zip(files, file_labels, strict=True):
-        names = [standardize_column(h) or f"column{i}" for i, h in enumerate(tf.header)]
-        names = [n if names.index(n) == i else f"{n}_{i}" for i, n in enumerate(names)]  # de-duplicate
+    with ExitStack() as stack:
+        sources = [_Source(label, *stack.enter_context(engine_file(tf)), _column_names(tf))
+                   for tf, label in zip(files, file_labels, strict=True)]
         try:
-            with engine_file(tf) as (path, encoding):
-                _insert_csv(con, select, label, path, names, encoding)
+            return _rule(con, sources)
         except (duckdb.OutOfMemoryException, duckdb.InterruptException):
-            raise  # the engine's limits, not the file's fault
-        except duckdb.Error as exc:  # the reader's "CSV Error", invalid input, conversion, I/O
-            first = str(exc).split("\n", 1)[0][:300]  # the engine's next lines quote the file's content
-            err = BadFileError(label, f"the engine cannot read it as CSV: {first}", "unreadable_csv")
-            if rejected is None:
-                con.execute("SET preserve_insertion_order = false")
-                raise err from exc
-            rejected.append(err)
-    con.execute("SET preserve_insertion_order = false")
-    return int(con.execute("SELECT count(*) FROM retail_src").fetchone()[0])
+            raise  # the engine's limits, not a file's fault
+        except duckdb.Error:
+            pass  # a file the parallel reader refuses: find it, file by file, then read the others
+        good = []
+        for source in sources:
+            try:
+                good.append(_probe(con, source))
+            except BadFileError as err:
+                if rejected is None:
+                    raise
+                rejected.append(err)
+        return _rule(con, good)
 
 
-def _insert_csv(
-    con: duckdb.DuckDBPyConnection, select: str, label: str, path: Path, names: list[str], encoding: str
-) -> None:
-    """Append one CSV file to ``retail_src`` (one statement: all its rows or none). The parallel reader
-    cannot pad short rows of a file with line breaks inside quoted values: such a file is read again by
-    the serial reader before it is called unreadable."""
+def _column_names(tf: TextFile) -> list[str]:
+    """The file's standardized header; a blank name gets ``column<i>``, a repeated one ``<name>_<i>``."""
+    names = [standardize_column(h) or f"column{i}" for i, h in enumerate(tf.header)]
+    return [n if names.index(n) == i else f"{n}_{i}" for i, n in enumerate(names)]
+
+
+@dataclass(frozen=True)
+class _Source:
+    """One CSV as the engine reads it: its label (the raw key), path, encoding, column names and reader."""
+
+    label: str
+    path: Path
+    encoding: str
+    names: list[str]
+    parallel: bool = True
+
+
+def _read_csv(source: _Source, i: int) -> tuple[str, dict[str, object]]:
+    """The SQL of reading ``source`` (all text, each row numbered in file order) and its parameters."""
+    # the names are ours; every value is a parameter
     sql = (
-        f"INSERT INTO retail_src SELECT {select}, ?, row_number() OVER () "  # noqa: S608
-        "FROM read_csv(?, header = true, names = ?, all_varchar = true, encoding = ?, delim = ',', "
-        "quote = '\"', escape = '\"', strict_mode = false, null_padding = true, max_line_size = ?, parallel = ?)"
+        f"SELECT {', '.join(SOURCE_COLUMNS)}, $label{i} AS _file, row_number() OVER () AS _row "  # noqa: S608
+        f"FROM read_csv($path{i}, header = true, names = $names{i}, all_varchar = true, encoding = $encoding{i}, "
+        "delim = ',', quote = '\"', escape = '\"', strict_mode = false, null_padding = true, "
+        f"max_line_size = $max_line_size, parallel = $parallel{i})"
     )
+    params = {f"label{i}": source.label, f"path{i}": str(source.path), f"names{i}": source.names,
+              f"encoding{i}": source.encoding, f"parallel{i}": source.parallel}
+    return sql, params
+
+
+def _probe(con: duckdb.DuckDBPyConnection, source: _Source) -> _Source:
+    """``source`` with the reader that reads it: the parallel one, else the serial one (which can pad short rows of
+    a file with line breaks inside quoted values); a ``BadFileError`` when neither can."""
+    import duckdb
+
     try:
-        con.execute(sql, [label, str(path), names, encoding, ENGINE_MAX_LINE_SIZE, True])
+        return _read_whole(con, source)
     except (duckdb.OutOfMemoryException, duckdb.InterruptException):
         raise
     except duckdb.Error:
-        con.execute(sql, [label, str(path), names, encoding, ENGINE_MAX_LINE_SIZE, False])
+        pass
+    try:
+        return _read_whole(con, replace(source, parallel=False))
+    except (duckdb.OutOfMemoryException, duckdb.InterruptException):
+        raise
+    except duckdb.Error as exc:  # the reader's "CSV Error", invalid input, conversion, I/O
+        first = str(exc).split("\n", 1)[0][:300]  # the engine's next lines quote the file's content
+        raise BadFileError(source.label, f"the engine cannot read it as CSV: {first}", "unreadable_csv") from exc
+
+
+def _read_whole(con: duckdb.DuckDBPyConnection, source: _Source) -> _Source:
+    """Read ``source`` to the end (and throw the rows away): the engine's error, if it has one, is raised."""
+    sql, params = _read_csv(source, 0)
+    try:
+        con.execute(f"CREATE OR REPLACE TEMP TABLE retail_probe AS {sql}",  # noqa: S608
+                    {**params, "max_line_size": ENGINE_MAX_LINE_SIZE})
+    finally:
+        con.execute("DROP TABLE IF EXISTS retail_probe")
+    return source
+
+
+def _rule(con: duckdb.DuckDBPyConnection, sources: Sequence[_Source]) -> int:
+    """Read ``sources`` and rule every row into the temp table ``retail_ruled``, in one statement; return the rows."""
+    reads: list[str] = []
+    params: dict[str, object] = {"max_line_size": ENGINE_MAX_LINE_SIZE} if sources else {}
+    for i, source in enumerate(sources):
+        sql, source_params = _read_csv(source, i)
+        reads.append(sql)
+        params.update(source_params)
+    if not reads:  # every file was refused: an empty source, ruled like any other
+        reads.append("SELECT " + ", ".join(f"NULL::VARCHAR AS {c}" for c in SOURCE_COLUMNS)
+                     + ", NULL::VARCHAR AS _file, NULL::BIGINT AS _row WHERE false")
+    params.update({"ctrl": CONTROL_CHARACTERS, "ctrl_id": CONTROL_CHARACTERS_IN_IDS,
+                   "earliest": EARLIEST_DATE, "end": END_DATE})
+    con.execute("SET preserve_insertion_order = true")  # so that row_number() OVER () is the row's place in its file
+    try:
+        con.execute(_RULED.replace("{source}", "\n    UNION ALL\n    ".join(reads)), params)
+    finally:
+        con.execute("SET preserve_insertion_order = false")
+    return int(con.execute("SELECT count(*) FROM retail_ruled").fetchone()[0])
 
 
 # a table, not a view: the rule counts, the cleaned COPY and the quarantine COPY read it, so the
 # de-duplication window and the parsing run once instead of three times (about 2x faster end to end)
 _RULED = """
 CREATE OR REPLACE TEMP TABLE retail_ruled AS
-WITH dup AS (
+WITH retail_src AS (
+    {source}
+), dup AS (
     SELECT *, row_number() OVER (
         PARTITION BY invoiceno, stockcode, description, quantity, invoicedate, unitprice, customerid, country
         ORDER BY _file, _row) AS _copy
@@ -175,36 +241,63 @@ WITH dup AS (
     FROM dup
 ), typed AS (
     SELECT *, TRY_CAST(_qty * _price AS DECIMAL(18, 3)) AS _total FROM parsed
+), ruled AS (
+    SELECT *,
+        CASE
+            WHEN _copy > 1 THEN 'duplicate_row'
+            WHEN _inv IS NULL THEN 'null_invoiceno'
+            WHEN _stock IS NULL THEN 'null_stockcode'
+            WHEN nullif(trim(quantity), '') IS NULL THEN 'null_quantity'
+            WHEN nullif(trim(unitprice), '') IS NULL THEN 'null_unitprice'
+            WHEN _qty IS NULL THEN 'unparseable_quantity'
+            WHEN _price IS NULL THEN 'unparseable_unitprice'
+            WHEN _qty <= 0 THEN 'non_positive_quantity'
+            WHEN _price <= 0 THEN 'non_positive_unitprice'
+            WHEN _ts IS NULL THEN 'unparseable_invoicedate'
+            WHEN _ts < CAST($earliest AS TIMESTAMP) OR _ts >= CAST($end AS TIMESTAMP) THEN 'out_of_range_invoicedate'
+            WHEN _total IS NULL THEN 'out_of_range_total_sales'
+            WHEN _ctrl_field IS NOT NULL THEN 'control_character'
+        END AS _rule
+    FROM typed
 )
-SELECT *,
-    CASE
-        WHEN _copy > 1 THEN 'duplicate_row'
-        WHEN _inv IS NULL THEN 'null_invoiceno'
-        WHEN _stock IS NULL THEN 'null_stockcode'
-        WHEN nullif(trim(quantity), '') IS NULL THEN 'null_quantity'
-        WHEN nullif(trim(unitprice), '') IS NULL THEN 'null_unitprice'
-        WHEN _qty IS NULL THEN 'unparseable_quantity'
-        WHEN _price IS NULL THEN 'unparseable_unitprice'
-        WHEN _qty <= 0 THEN 'non_positive_quantity'
-        WHEN _price <= 0 THEN 'non_positive_unitprice'
-        WHEN _ts IS NULL THEN 'unparseable_invoicedate'
-        WHEN _ts < CAST($earliest AS TIMESTAMP) OR _ts >= CAST($end AS TIMESTAMP) THEN 'out_of_range_invoicedate'
-        WHEN _total IS NULL THEN 'out_of_range_total_sales'
-        WHEN _ctrl_field IS NOT NULL THEN 'control_character'
-    END AS _rule
-FROM typed
+-- a removed row keeps its source text (the quarantine's columns); a kept row only its cleaned values: the table
+-- holds each row once, not its text and its values side by side
+SELECT _file, _row, _rule,
+    CASE _rule WHEN 'duplicate_row' THEN '*' WHEN 'control_character' THEN _ctrl_field
+               ELSE regexp_replace(_rule, '^(null|unparseable|non_positive|out_of_range)_', '') END AS _field,
+    CASE WHEN _rule IS NOT NULL THEN invoiceno END AS invoiceno,
+    CASE WHEN _rule IS NOT NULL THEN stockcode END AS stockcode,
+    CASE WHEN _rule IS NOT NULL THEN description END AS description,
+    CASE WHEN _rule IS NOT NULL THEN quantity END AS quantity,
+    CASE WHEN _rule IS NOT NULL THEN invoicedate END AS invoicedate,
+    CASE WHEN _rule IS NOT NULL THEN unitprice END AS unitprice,
+    CASE WHEN _rule IS NOT NULL THEN customerid END AS customerid,
+    CASE WHEN _rule IS NOT NULL THEN country END AS country,
+    CASE WHEN _rule IS NULL THEN _inv END AS _inv,
+    CASE WHEN _rule IS NULL THEN _stock END AS _stock,
+    CASE WHEN _rule IS NULL THEN
+        nullif(trim(regexp_replace(replace(description, '"', ''), '[,\\t\\r\\n]', ' ', 'g')), '') END AS _description,
+    CASE WHEN _rule IS NULL THEN _qty END AS _qty,
+    CASE WHEN _rule IS NULL THEN _price END AS _price,
+    CASE WHEN _rule IS NULL THEN _ts END AS _ts,
+    CASE WHEN _rule IS NULL THEN
+        coalesce(regexp_replace(nullif(trim(customerid), ''), '\\.0+$', ''), 'UNKNOWN') END AS _customerid,
+    CASE WHEN _rule IS NULL THEN
+        nullif(trim(regexp_replace(replace(country, '"', ''), '[,\\t\\r\\n]', ' ', 'g')), '') END AS _country,
+    CASE WHEN _rule IS NULL THEN _total END AS _total
+FROM ruled
 """
 
 _CLEAN_SELECT = """
 SELECT
     _inv AS invoiceno,
     _stock AS stockcode,
-    nullif(trim(regexp_replace(replace(description, '"', ''), '[,\\t\\r\\n]', ' ', 'g')), '') AS description,
+    _description AS description,
     _qty AS quantity,
     _price AS unitprice,
     _ts AS invoicedate,
-    coalesce(regexp_replace(nullif(trim(customerid), ''), '\\.0+$', ''), 'UNKNOWN') AS customerid,
-    nullif(trim(regexp_replace(replace(country, '"', ''), '[,\\t\\r\\n]', ' ', 'g')), '') AS country,
+    _customerid AS customerid,
+    _country AS country,
     _total AS total_sales,
     CAST(_ts AS DATE) AS invoice_date,
     strftime(_ts, '%Y-%m') AS invoice_month
@@ -214,24 +307,17 @@ WHERE _rule IS NULL
 
 _QUARANTINE_SELECT = """
 SELECT invoiceno, stockcode, description, quantity, invoicedate, unitprice, customerid, country,
-       _file AS source_file, _row AS source_row, _rule AS rule,
-       CASE _rule WHEN 'duplicate_row' THEN '*' WHEN 'control_character' THEN _ctrl_field
-                  ELSE regexp_replace(_rule, '^(null|unparseable|non_positive|out_of_range)_', '') END AS field
+       _file AS source_file, _row AS source_row, _rule AS rule, _field AS field
 FROM retail_ruled
 WHERE _rule IS NOT NULL
 """
 
 
 def clean(con: duckdb.DuckDBPyConnection, cleaned_uri: str, quarantine_uri: str) -> CleanResult:
-    """Apply the rules to ``retail_src``; write cleaned Parquet (Hive-partitioned by ``invoice_month``,
+    """Write the rows ``load_source`` ruled: cleaned Parquet (Hive-partitioned by ``invoice_month``,
     ``YYYY-MM``: the lake's layout rule, files of tens of MB at the data's scale rather than one folder a day) and
     the quarantined rows (with rule and field) as one Parquet file."""
-    rows_in = int(con.execute("SELECT count(*) FROM retail_src").fetchone()[0])
-    con.execute(_RULED, {
-        "ctrl": CONTROL_CHARACTERS, "ctrl_id": CONTROL_CHARACTERS_IN_IDS,
-        "earliest": EARLIEST_DATE, "end": END_DATE,
-    })
-    con.execute("DROP TABLE retail_src")  # the ruled rows carry every source column: half the engine's memory back
+    rows_in = int(con.execute("SELECT count(*) FROM retail_ruled").fetchone()[0])
     counts = dict(con.execute("SELECT coalesce(_rule, ''), count(*) FROM retail_ruled GROUP BY 1").fetchall())
     rows_out = int(counts.pop("", 0))
     removed = {rule: int(counts.get(rule, 0)) for rule in RULES}

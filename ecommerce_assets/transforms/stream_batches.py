@@ -14,17 +14,19 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
+import functools
 import json
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Any
-
-import pyarrow as pa
+from typing import TYPE_CHECKING, Any
 
 from ecommerce_assets.storage import zones
 from ecommerce_assets.storage.stream import StreamRecord, sequence_int
 from ecommerce_assets.transforms.order_lines import UNKNOWN_CUSTOMER, decode_record
+
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 # --- records read from the stream --------------------------------------------------------------
 
@@ -91,23 +93,36 @@ def from_jsonl(data: bytes) -> list[dict[str, Any]]:
 
 # --- typing a batch -------------------------------------------------------------------------
 
-ORDER_LINE_SCHEMA = pa.schema([
-    ("shard_id", pa.string()),
-    ("sequence_number", pa.string()),
-    ("partition_key", pa.string()),
-    ("arrived_at", pa.timestamp("ms")),
-    ("invoiceno", pa.string()),
-    ("stockcode", pa.string()),
-    ("description", pa.string()),
-    ("quantity", pa.int64()),
-    ("unitprice", pa.decimal128(18, 3)),
-    ("invoicedate", pa.timestamp("s")),
-    ("invoice_date", pa.date32()),
-    ("customerid", pa.string()),
-    ("country", pa.string()),
-    ("is_cancellation", pa.bool_()),
-    ("total_sales", pa.decimal128(18, 3)),
-])
+@functools.cache
+def _order_line_schema() -> pa.Schema:
+    """``ORDER_LINE_SCHEMA``: a typed batch's columns (built on first use, so that importing this module does
+    not import pyarrow)."""
+    import pyarrow as pa
+
+    return pa.schema([
+        ("shard_id", pa.string()),
+        ("sequence_number", pa.string()),
+        ("partition_key", pa.string()),
+        ("arrived_at", pa.timestamp("ms")),
+        ("invoiceno", pa.string()),
+        ("stockcode", pa.string()),
+        ("description", pa.string()),
+        ("quantity", pa.int64()),
+        ("unitprice", pa.decimal128(18, 3)),
+        ("invoicedate", pa.timestamp("s")),
+        ("invoice_date", pa.date32()),
+        ("customerid", pa.string()),
+        ("country", pa.string()),
+        ("is_cancellation", pa.bool_()),
+        ("total_sales", pa.decimal128(18, 3)),
+    ])
+
+
+def __getattr__(name: str) -> Any:
+    """``ORDER_LINE_SCHEMA``, built on first access (PEP 562)."""
+    if name == "ORDER_LINE_SCHEMA":
+        return _order_line_schema()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 @dataclass
@@ -125,7 +140,9 @@ class TypedBatch:
 
 def type_batch(records: Sequence[StreamRecord], source_file: str) -> TypedBatch:
     """Validate every record; typed rows for the good ones, a machine-readable reason for each bad one."""
-    columns: dict[str, list[Any]] = {f.name: [] for f in ORDER_LINE_SCHEMA}
+    import pyarrow as pa
+
+    columns: dict[str, list[Any]] = {f.name: [] for f in _order_line_schema()}
     quarantined: list[dict[str, Any]] = []
     for row, record in enumerate(records, start=1):
         line, errors = decode_record(record.data)
@@ -148,7 +165,7 @@ def type_batch(records: Sequence[StreamRecord], source_file: str) -> TypedBatch:
             ("is_cancellation", line.cancelled), ("total_sales", total),
         ):
             columns[name].append(value)
-    table = pa.table(columns, schema=ORDER_LINE_SCHEMA)
+    table = pa.table(columns, schema=_order_line_schema())
     return TypedBatch(rows_in=len(records), table=table, quarantined=quarantined)
 
 

@@ -57,12 +57,13 @@ import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-
-import duckdb
-import pyarrow as pa
+from typing import TYPE_CHECKING
 
 from ecommerce_assets.storage import zones
 from ecommerce_assets.storage.lake import Lake, LakeObject
+
+if TYPE_CHECKING:
+    import duckdb
 
 PROCESSED = zones.TRANSACTIONS_PROCESSED
 QUARANTINE = zones.TRANSACTIONS_QUARANTINE
@@ -396,6 +397,8 @@ def _first_line(exc: Exception) -> str:
 
 def _find_unparseable(con: duckdb.DuckDBPyConnection, uris: list[str]) -> dict[str, str]:
     """The files among ``uris`` that DuckDB cannot parse as JSON, with the parser's message (bisection)."""
+    import duckdb
+
     try:
         con.execute("SELECT count(*) FROM read_json_objects(?, format = 'auto')", [uris]).fetchone()
         return {}
@@ -414,6 +417,8 @@ def _parse_all(
     A malformed file makes the statement fail: it is taken out (named by the error, else found by
     bisection) and the statement runs again over the rest.
     """
+    import duckdb
+
     bad: dict[str, str] = {}
     todo = list(uris)
     while todo:
@@ -454,6 +459,8 @@ def _fast_write(
     is not an object, a repeated key...): the caller then runs the checked path, which names the problem.
     ``keys``: the lake keys of ``uris`` (default: looked up in ``files_map``).
     """
+    import duckdb
+
     con.execute(f"SET VARIABLE {_FILES_VARIABLE} = ?", [uris])
     if keys is None:
         key_of = dict(con.execute("SELECT filename, file FROM files_map").fetchall())
@@ -550,6 +557,8 @@ def transform_partition(
     ``date=<date>/part-<part>.parquet`` and the quarantine ``records-<part>.parquet``; the next partition
     run of the sensor path replaces them with the partition's single file.
     """
+    import pyarrow as pa
+
     result = PartitionResult(date=date, files_in=len(objects))
     out_prefix = partition_prefix(PROCESSED, date)
     q_prefix = partition_prefix(QUARANTINE, date)

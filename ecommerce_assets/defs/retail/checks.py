@@ -7,9 +7,9 @@ opened once, not once per check, and a catch-up pays one step's overhead for the
 
 import json
 from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING
 
 import dagster as dg
-import duckdb
 
 from ecommerce_assets.defs.retail.assets import (
     CLEANED_KEY,
@@ -21,6 +21,9 @@ from ecommerce_assets.defs.retail.assets import (
 from ecommerce_assets.lib import quality
 from ecommerce_assets.storage.lake import Lake
 from ecommerce_assets.transforms import retail
+
+if TYPE_CHECKING:
+    import duckdb
 
 UNKNOWN_SHARE_WARN = 0.30
 
@@ -54,7 +57,7 @@ def _selected(
             yield evaluate()._replace(check_name=name, asset_key=asset_of(name))
 
 
-def reconcile(con: duckdb.DuckDBPyConnection, manifest: dict, cleaned: str, quarantine: str) -> dg.AssetCheckResult:
+def reconcile(con: "duckdb.DuckDBPyConnection", manifest: dict, cleaned: str, quarantine: str) -> dg.AssetCheckResult:
     """Rows in (from the manifest) = rows in the cleaned zone + quarantined rows, and per rule."""
     rows_out = con.execute(f"SELECT count(*) FROM {cleaned}").fetchone()[0]  # noqa: S608
     by_rule = dict(con.execute(f"SELECT rule, count(*) FROM {quarantine} GROUP BY rule").fetchall())  # noqa: S608
@@ -71,7 +74,7 @@ def reconcile(con: duckdb.DuckDBPyConnection, manifest: dict, cleaned: str, quar
     )
 
 
-def _counts_reconcile(lake: Lake, con: duckdb.DuckDBPyConnection) -> dg.AssetCheckResult:
+def _counts_reconcile(lake: Lake, con: "duckdb.DuckDBPyConnection") -> dg.AssetCheckResult:
     if not lake.exists(CLEANED_MANIFEST) or not lake.exists(QUARANTINE_ROWS):
         return dg.AssetCheckResult(passed=False, description=f"no manifest ({CLEANED_MANIFEST}) or quarantine "
                                    f"({QUARANTINE_ROWS}) beside the cleaned zone: nothing to reconcile against")

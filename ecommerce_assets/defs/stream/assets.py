@@ -10,11 +10,9 @@ rows again: nothing is added.
 
 import io
 import json
+from typing import TYPE_CHECKING
 
 import dagster as dg
-import pyarrow as pa
-import pyarrow.compute as pc
-import pyarrow.parquet as pq
 
 from ecommerce_assets.lib.metadata import table_metadata, warehouse_table_metadata
 from ecommerce_assets.storage.kv_store import KeyValueStore
@@ -24,6 +22,9 @@ from ecommerce_assets.storage.warehouses.base import Warehouse
 from ecommerce_assets.transforms import stream_batches as ts
 from ecommerce_assets.transforms.files import parquet_bytes
 from ecommerce_assets.transforms.order_lines import UNKNOWN_CUSTOMER
+
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 GROUP = "stream"
 STREAM_KEY = dg.AssetKey(["stream", "orders"])
@@ -78,6 +79,8 @@ def _read_archive(lake: Lake, config: StreamBatchConfig) -> list[StreamRecord]:
 )
 def stream_raw_archive(context: dg.AssetExecutionContext, config: StreamBatchConfig, stream: dg.ResourceParam[Stream],
                        lake: dg.ResourceParam[Lake]) -> dg.MaterializeResult:
+    import pyarrow as pa
+
     key = ts.archive_key(config.date, config.first_sequence_number, config.last_sequence_number)
     records = stream.read_range(config.shard_id, config.first_sequence_number, config.last_sequence_number)
     if not records:
@@ -121,6 +124,8 @@ def stream_raw_archive(context: dg.AssetExecutionContext, config: StreamBatchCon
 )
 def stream_order_lines(context: dg.AssetExecutionContext, config: StreamBatchConfig,
                        lake: dg.ResourceParam[Lake]) -> dg.MaterializeResult:
+    import pyarrow.compute as pc
+
     first, last = config.first_sequence_number, config.last_sequence_number
     archive = ts.archive_key(config.date, first, last)
     typed = ts.type_batch(_read_archive(lake, config), source_file=archive)
@@ -150,7 +155,9 @@ def stream_order_lines(context: dg.AssetExecutionContext, config: StreamBatchCon
     }))
 
 
-def _read_typed(lake: Lake, config: StreamBatchConfig) -> pa.Table:
+def _read_typed(lake: Lake, config: StreamBatchConfig) -> "pa.Table":
+    import pyarrow.parquet as pq
+
     key = ts.typed_key(config.date, config.first_sequence_number, config.last_sequence_number)
     return pq.read_table(io.BytesIO(lake.read_bytes(key)))
 

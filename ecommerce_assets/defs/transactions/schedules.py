@@ -8,7 +8,6 @@ import time
 
 import dagster as dg
 
-from ecommerce_assets.services.transactions_generator import FORMATS, generate_files, land
 from ecommerce_assets.settings import get_settings
 from ecommerce_assets.storage.lake import Lake
 
@@ -26,6 +25,9 @@ class GeneratorConfig(dg.Config):
 
 @dg.op(description="Land generated transactions in landing/transactions/date=<today>/ (the shop's stand-in).")
 def generate_transactions(context: dg.OpExecutionContext, config: GeneratorConfig, lake: dg.ResourceParam[Lake]) -> None:
+    # the generator builds rows with NumPy and Arrow: imported by the run, not by loading the definitions
+    from ecommerce_assets.services.transactions_generator import FORMATS, generate_files, land
+
     if config.format not in FORMATS:
         raise dg.Failure(f"format must be one of {', '.join(FORMATS)}; got {config.format!r}")
     per_file = 1 if config.format == "object" else config.per_file

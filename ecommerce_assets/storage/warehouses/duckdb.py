@@ -11,13 +11,15 @@ import os
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import duckdb
-import pyarrow as pa
 from filelock import FileLock
 
 from ecommerce_assets.storage.warehouses.base import Warehouse, quote_ident
+
+if TYPE_CHECKING:
+    import duckdb
+    import pyarrow as pa
 
 NO_IMPLICIT_EXTENSIONS = {"autoinstall_known_extensions": False, "autoload_known_extensions": False}
 
@@ -60,6 +62,8 @@ class DuckDBWarehouse(Warehouse):
     @contextmanager
     def connect(self) -> Iterator[duckdb.DuckDBPyConnection]:
         """A read-write connection to the warehouse file, holding the writers' lock."""
+        import duckdb
+
         Path(self.database).parent.mkdir(parents=True, exist_ok=True)
         with file_lock(Path(self.database)):
             con = duckdb.connect(self.database, config=NO_IMPLICIT_EXTENSIONS)
