@@ -1,0 +1,651 @@
+"""Apache Iceberg tables for the processed zone (issue 15): one commit per write, history, rollback.
+
+The tables live in the lake, below ``processed/<table>/`` (``data/`` and ``metadata/`` under it); a catalog
+records which ``metadata.json`` is current. Locally the catalog is pyiceberg's ``SqlCatalog`` on a SQLite file
+in the data dir; on AWS it is the Glue Data Catalog, where the table is an ``ICEBERG`` table Athena reads.
+
+A write replaces whole partitions (identity partitions) in **one** catalog commit: readers see the old rows
+or the new ones, never a mix, and a writer killed at any point leaves only unreferenced files behind. New
+columns are added (nullable) in the same commit; a column whose type changed is refused with
+``IcebergSchemaConflict``. A commit that lost a race (``CommitFailedException``) or whose partitions another
+writer changed meanwhile (``ValidationException``) is re-applied on the refreshed table, a bounded number of
+times.
+
+DuckDB reads the tables with its ``iceberg`` extension, loaded offline from the ``duckdb-extension-iceberg``
+wheel after ``avro`` (``duckdb-extension-avro``), which the iceberg extension needs and would otherwise try to
+download.
+"""
+
+from __future__ import annotations
+
+import uuid
+import warnings
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from functools import cache, reduce
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+from pydantic import PrivateAttr
+from pyiceberg.io.pyarrow import PyArrowFileIO
+
+from ecommerce_assets.settings import Settings
+from ecommerce_assets.storage import zones
+from ecommerce_assets.storage.base import StorageModel, StorageSettingError
+
+if TYPE_CHECKING:
+    import duckdb
+    import pyarrow as pa
+    from pyarrow.fs import FileSystem
+    from pyiceberg.catalog import Catalog
+    from pyiceberg.expressions import BooleanExpression
+    from pyiceberg.table import Table, Transaction
+
+CATALOG_FILE = "iceberg_catalog.db"  # the local catalog, in ECOMMERCE_DATA_DIR
+LOCAL_NAMESPACE = "processed"
+TABLE_PROPERTIES = {
+    # keep the metadata folder bounded, but far enough back that a view pinned to an older metadata.json lives on
+    "write.metadata.delete-after-commit.enabled": "true",
+    "write.metadata.previous-versions-max": "100",
+}
+COMMIT_ID = "ecommerce.commit-id"  # in the summary of every snapshot a write or compaction adds
+_NO_MATCH_WARNING = (
+    "Delete operation did not match any records"  # pyiceberg's warning when a partition is new
+)
+
+
+class DelayedOpenPyArrowFileIO(PyArrowFileIO):
+    """pyiceberg's Arrow FileIO, with S3 streams opened lazily (``allow_delayed_open``).
+
+    A file smaller than one part then goes out as a single PutObject instead of a multipart upload. Real S3 takes
+    either; moto's CompleteMultipartUpload reply is refused by Arrow 22, so this is what makes the tests' moto
+    server work. The catalog property ``py-io-impl`` names this class.
+    """
+
+    def _initialize_s3_fs(self, netloc: str | None) -> FileSystem:
+        rebuild, (options,) = super()._initialize_s3_fs(netloc).__reduce__()
+        return rebuild({**options, "allow_delayed_open": True})
+
+
+class IcebergSchemaConflict(ValueError):
+    """The data has a column whose type differs from the table's (and is not a widening Iceberg allows)."""
+
+    def __init__(self, table: str, column: str, table_type: str, data_type: str) -> None:
+        self.table, self.column, self.table_type, self.data_type = table, column, table_type, data_type
+        super().__init__(
+            f"column {column!r} of {table} is {table_type} in the table but {data_type} in the data: "
+            "the table is unchanged (a type change is never cast; quarantine the data or migrate the table)"
+        )
+
+
+@dataclass(frozen=True)
+class IcebergCommit:
+    """What one commit did, read from its snapshot summary (for Dagster metadata)."""
+
+    table: str
+    snapshot_id: int | None
+    added_data_files: int
+    added_files_size: int
+    added_records: int
+    deleted_records: int
+    total_records: int
+    new_columns: tuple[str, ...]
+    metadata_location: str
+    attempts: int
+
+
+@dataclass(frozen=True)
+class IcebergSnapshot:
+    """One snapshot of a table's history."""
+
+    snapshot_id: int
+    parent_id: int | None
+    timestamp_ms: int
+    operation: str
+    current: bool
+    summary: dict[str, str] = field(default_factory=dict)
+
+
+# --- Arrow types Iceberg cannot take as they are ---------------------------------------------------------
+def _normal_type(t: pa.DataType) -> pa.DataType:
+    """The Arrow type a column is written as: Iceberg has no ns timestamps, zones other than UTC, unsigned or null."""
+    import pyarrow as pa
+
+    if pa.types.is_dictionary(t):
+        return _normal_type(t.value_type)
+    if pa.types.is_timestamp(t):
+        return pa.timestamp("us", tz="UTC" if t.tz is not None else None)
+    if pa.types.is_uint8(t):
+        return pa.int16()
+    if pa.types.is_uint16(t):
+        return pa.int32()
+    if pa.types.is_uint32(t):
+        return pa.int64()  # pyiceberg maps uint32 to a 32-bit int: values >= 2**31 break its statistics
+    if pa.types.is_uint64(t):
+        return pa.decimal128(20, 0)
+    if pa.types.is_null(t):
+        return pa.string()
+    if pa.types.is_list(t) or pa.types.is_large_list(t):
+        return pa.list_(_normal_field(t.value_field))
+    if pa.types.is_struct(t):
+        return pa.struct([_normal_field(f) for f in t])
+    if pa.types.is_map(t):
+        return pa.map_(_normal_type(t.key_type), _normal_field(t.item_field))
+    return t
+
+
+def _normal_field(f: pa.Field) -> pa.Field:
+    return f.with_type(_normal_type(f.type))
+
+
+def normalize_schema(schema: pa.Schema) -> pa.Schema:
+    """``schema`` with every type Iceberg refuses replaced by the nearest one it takes (see ``_normal_type``)."""
+    import pyarrow as pa
+
+    return pa.schema([_normal_field(f) for f in schema], metadata=schema.metadata)
+
+
+def normalize_table(data: pa.Table) -> pa.Table:
+    """``data`` cast to ``normalize_schema``: ns timestamps are truncated to us, zoned ones given in UTC."""
+    target = normalize_schema(data.schema)
+    return data if target.equals(data.schema) else data.cast(target, safe=False)
+
+
+# --- DuckDB's iceberg extension, offline --------------------------------------------------------------------
+def _extension_file(module: Any, name: str) -> Path:
+    import duckdb
+
+    root = Path(next(iter(module.__path__)))
+    exact = root / "extensions" / f"v{duckdb.__version__}" / f"{name}.duckdb_extension"
+    if exact.is_file():
+        return exact
+    found = sorted(root.rglob(f"{name}.duckdb_extension"))
+    if not found:
+        raise RuntimeError(
+            f"the {name} extension is missing from {root}: install duckdb-extension-{name}=={duckdb.__version__}"
+        )
+    return found[-1]
+
+
+@cache
+def iceberg_extension_paths() -> tuple[Path, Path]:
+    """The ``avro`` and ``iceberg`` extension files of the installed wheels, in the order they must load."""
+    import duckdb_extension_avro
+    import duckdb_extension_iceberg
+
+    return _extension_file(duckdb_extension_avro, "avro"), _extension_file(
+        duckdb_extension_iceberg, "iceberg"
+    )
+
+
+def load_iceberg(con: duckdb.DuckDBPyConnection) -> None:
+    """Load the offline iceberg extension into ``con`` (avro first: iceberg's start would download it).
+
+    ``iceberg_scan(<metadata.json>)`` then reads a table. For ``s3://`` tables give ``con`` the httpfs extension
+    and an S3 secret first (``s3_lake.configure_s3``).
+    """
+    from ecommerce_assets.storage.warehouses.base import sql_literal
+
+    for path in iceberg_extension_paths():
+        con.execute(f"LOAD {sql_literal(str(path))}")
+
+
+def install_iceberg_extensions(extension_dir: Path) -> Path:
+    """Install the wheels' avro and iceberg files into ``extension_dir`` (no download) and return it.
+
+    A connection opened with ``extension_directory`` set to it can then ``LOAD iceberg`` by name (and so can
+    dbt-duckdb's ``extensions: [iceberg]``), which a view over ``iceberg_scan`` needs in every fresh connection.
+    """
+    import duckdb
+
+    from ecommerce_assets.storage.warehouses.base import sql_literal
+
+    extension_dir.mkdir(parents=True, exist_ok=True)
+    con = duckdb.connect(
+        config={
+            "extension_directory": str(extension_dir),
+            "autoinstall_known_extensions": False,
+            "autoload_known_extensions": False,
+        }
+    )
+    try:
+        for path in iceberg_extension_paths():
+            con.execute(f"INSTALL {sql_literal(str(path))}")
+    finally:
+        con.close()
+    return extension_dir
+
+
+def _plain(uri: str) -> str:
+    """A local ``file://`` URI as a path (what the lake and DuckDB use locally); other URIs unchanged."""
+    return uri.removeprefix("file://")
+
+
+# --- the table store -----------------------------------------------------------------------------------------
+class IcebergTables(StorageModel):
+    """The processed zone's Iceberg tables: a catalog plus the lake folder their files live in."""
+
+    catalog_kind: Literal["sql", "glue"]
+    warehouse: str  # the lake root: file:///.../lake or s3://bucket/prefix; tables go under processed/<name>/
+    namespace: str = LOCAL_NAMESPACE  # the catalog's namespace (the Glue database on AWS)
+    sqlite_path: str | None = None  # the SQLite file of the local catalog
+    region_name: str | None = None
+    endpoint_url: str | None = None  # moto or another AWS-compatible endpoint, for Glue and S3
+    commit_attempts: int = 5
+
+    _catalog: Any = PrivateAttr(default=None)
+
+    # --- the catalog -----------------------------------------------------------------------------------------
+    @property
+    def catalog(self) -> Catalog:
+        """The pyiceberg catalog, built on first use (one per object)."""
+        if self._catalog is None:
+            self._catalog = self._build_catalog()
+            self._catalog.create_namespace_if_not_exists(self.namespace)
+        return self._catalog
+
+    def _build_catalog(self) -> Catalog:
+        if self.catalog_kind == "sql":
+            from pyiceberg.catalog.sql import SqlCatalog
+
+            if not self.sqlite_path:
+                raise StorageSettingError("the local Iceberg catalog needs its SQLite file (sqlite_path)")
+            Path(self.sqlite_path).parent.mkdir(parents=True, exist_ok=True)
+            return SqlCatalog("local", uri=f"sqlite:///{self.sqlite_path}", warehouse=self.warehouse)
+        from pyiceberg.catalog.glue import GlueCatalog
+
+        props = {"warehouse": self.warehouse, "py-io-impl": f"{__name__}.DelayedOpenPyArrowFileIO"}
+        if self.region_name:
+            props |= {"glue.region": self.region_name, "s3.region": self.region_name}
+        if self.endpoint_url:
+            props |= {"glue.endpoint": self.endpoint_url, "s3.endpoint": self.endpoint_url}
+        return GlueCatalog("glue", **props)
+
+    def identifier(self, name: str) -> str:
+        """``<namespace>.<name>``: the table's name in the catalog."""
+        return f"{self.namespace}.{name}"
+
+    def location(self, name: str) -> str:
+        """Where a table's files live: ``<lake>/processed/<name>`` (``data/`` and ``metadata/`` below it)."""
+        return f"{self.warehouse.rstrip('/')}/{zones.PROCESSED}{name}"
+
+    def load(self, name: str) -> Table:
+        """The table as the catalog has it now (``NoSuchTableError`` when it does not exist)."""
+        return self.catalog.load_table(self.identifier(name))
+
+    def exists(self, name: str) -> bool:
+        """Whether the catalog has the table."""
+        return self.catalog.table_exists(self.identifier(name))
+
+    # --- creating ------------------------------------------------------------------------------------------------
+    def ensure_table(self, name: str, arrow_schema: pa.Schema, partition_by: Sequence[str] = ()) -> Table:
+        """Create the table (schema and identity partitions in one commit), or return it when it exists.
+
+        An existing table must be partitioned by ``partition_by``; its schema is left alone (``write`` evolves it).
+        """
+        from pyiceberg.exceptions import TableAlreadyExistsError
+
+        if not self.exists(name):
+            schema = normalize_schema(arrow_schema)
+            missing = [c for c in partition_by if c not in schema.names]
+            if missing:
+                raise ValueError(
+                    f"partition column(s) {missing} are not in the schema of {name}: {schema.names}"
+                )
+            try:
+                txn = self.catalog.create_table_transaction(
+                    self.identifier(name),
+                    schema=schema,
+                    location=self.location(name),
+                    properties=TABLE_PROPERTIES,
+                )
+                if partition_by:
+                    with txn.update_spec() as spec:
+                        for column in partition_by:
+                            spec.add_identity(column)
+                txn.commit_transaction()
+            except TableAlreadyExistsError:
+                pass  # another process created it meanwhile
+        table = self.load(name)
+        have = self.partition_columns(table)
+        if have != tuple(partition_by):
+            raise ValueError(
+                f"{self.identifier(name)} is partitioned by {list(have)}, not {list(partition_by)}"
+            )
+        return table
+
+    @staticmethod
+    def partition_columns(table: Table) -> tuple[str, ...]:
+        """The source columns of the table's (identity) partition fields, in spec order."""
+        schema = table.schema()
+        return tuple(schema.find_column_name(f.source_id) or "" for f in table.spec().fields)
+
+    # --- writing -------------------------------------------------------------------------------------------------
+    def write(
+        self,
+        name: str,
+        data: pa.Table,
+        partition_values: Sequence[Mapping[str, Any]] | None = None,
+        *,
+        properties: Mapping[str, str] | None = None,
+    ) -> IcebergCommit:
+        """Replace the partitions ``partition_values`` of the table with ``data``, in one commit.
+
+        ``partition_values`` is one mapping (partition column -> value, ``None`` for a null partition) per partition
+        to replace; a partition with no rows in ``data`` is emptied. When omitted it is every partition ``data`` has
+        rows in (the whole table for an unpartitioned one). Every row of ``data`` must lie in a listed partition.
+        Re-writing the same rows gives the same table (one more commit). New columns are added as nullable
+        columns in the same commit; a changed column type raises ``IcebergSchemaConflict`` and commits nothing.
+        ``properties`` go into the snapshot summary (e.g. the run id).
+        """
+        data = normalize_table(data)
+        identifier = self.identifier(name)
+
+        def apply(table: Table, snapshot_properties: dict[str, str]) -> tuple[str, ...]:
+            columns = self.partition_columns(table)
+            parts = (
+                _partition_tuples(data, columns)
+                if partition_values is None
+                else [dict(p) for p in partition_values]
+            )
+            _check_rows_in_partitions(data, columns, parts, identifier)
+            new_columns = _check_schema(identifier, table, data.schema)
+            with table.transaction() as tx:
+                if new_columns or _nested_differs(table, data.schema):
+                    with tx.update_schema() as update:
+                        # a new column is optional: the rows already in the table have no value for it
+                        update.union_by_name(_new_fields_nullable(data.schema, new_columns))
+                rows = _cast_to(tx, data)
+                with warnings.catch_warnings():
+                    warnings.filterwarnings("ignore", message=_NO_MATCH_WARNING)
+                    tx.overwrite(
+                        rows,
+                        overwrite_filter=_partition_filter(parts),
+                        snapshot_properties={**(properties or {}), **snapshot_properties},
+                    )
+            return new_columns
+
+        return self._commit(name, apply)
+
+    def compact(self, name: str, partition_values: Sequence[Mapping[str, Any]]) -> IcebergCommit:
+        """Rewrite each listed partition with its own rows in one commit (many small files become few).
+
+        The rows do not change; the snapshot's summary says ``ecommerce.operation=compact``.
+        """
+
+        def apply(table: Table, snapshot_properties: dict[str, str]) -> tuple[str, ...]:
+            where = _partition_filter([dict(p) for p in partition_values])
+            rows = table.scan(row_filter=where).to_arrow()
+            with warnings.catch_warnings():
+                warnings.filterwarnings("ignore", message=_NO_MATCH_WARNING)
+                table.overwrite(
+                    rows,
+                    overwrite_filter=where,
+                    snapshot_properties={"ecommerce.operation": "compact", **snapshot_properties},
+                )
+            return ()
+
+        return self._commit(name, apply)
+
+    def _commit(self, name: str, apply: Callable[[Table, dict[str, str]], tuple[str, ...]]) -> IcebergCommit:
+        """Run ``apply`` on the table; on a lost race refresh the table and run it again (``commit_attempts``).
+
+        Every snapshot of the commit carries ``ecommerce.commit-id``, which is how its figures are found afterwards.
+        """
+        from pyiceberg.exceptions import CommitFailedException, ValidationException
+
+        table = self.load(name)
+        commit_id = uuid.uuid4().hex
+        for attempt in range(1, self.commit_attempts + 1):
+            try:
+                new_columns = apply(table, {COMMIT_ID: commit_id})
+            except (CommitFailedException, ValidationException):
+                if attempt == self.commit_attempts:
+                    raise
+                table.refresh()
+                continue
+            table.refresh()
+            return _commit_info(self.identifier(name), table, commit_id, new_columns, attempt)
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    # --- history ---------------------------------------------------------------------------------------------------
+    def history(self, name: str) -> list[IcebergSnapshot]:
+        """Every live snapshot, oldest first, with the one the table reads now marked ``current``."""
+        table = self.load(name)
+        current = table.current_snapshot()
+        current_id = current.snapshot_id if current else None
+        return [
+            IcebergSnapshot(
+                snapshot_id=s.snapshot_id,
+                parent_id=s.parent_snapshot_id,
+                timestamp_ms=s.timestamp_ms,
+                operation=str(s.summary.operation.value) if s.summary else "",
+                current=s.snapshot_id == current_id,
+                summary={
+                    k: str(v) for k, v in (s.summary.additional_properties if s.summary else {}).items()
+                },
+            )
+            for s in sorted(table.snapshots(), key=lambda s: (s.sequence_number or 0, s.timestamp_ms))
+        ]
+
+    def rollback(self, name: str, snapshot_id: int) -> str:
+        """Make ``snapshot_id`` the table's current snapshot (any live snapshot, back or forward); one commit.
+
+        Returns the new metadata location.
+        """
+        table = self.load(name)
+        if table.snapshot_by_id(snapshot_id) is None:
+            raise ValueError(f"{self.identifier(name)} has no snapshot {snapshot_id}")
+        table.manage_snapshots().set_current_snapshot(snapshot_id).commit()
+        return _plain(table.metadata_location)
+
+    def data_files(self, name: str, snapshot_id: int | None = None) -> list[str]:
+        """The Parquet files that make up the table now (or at ``snapshot_id``); writes are copy-on-write."""
+        table = self.load(name)
+        return sorted(
+            _plain(task.file.file_path) for task in table.scan(snapshot_id=snapshot_id).plan_files()
+        )
+
+    def read(self, name: str, snapshot_id: int | None = None) -> pa.Table:
+        """The table's rows now (or at ``snapshot_id``, with that snapshot's columns)."""
+        return self.load(name).scan(snapshot_id=snapshot_id).to_arrow()
+
+    def metadata_location(self, name: str) -> str:
+        """The table's current ``metadata.json`` (what ``iceberg_scan`` reads)."""
+        return _plain(self.load(name).metadata_location)
+
+    def expire_snapshots(self, name: str, older_than: datetime) -> int:
+        """Forget the snapshots taken before ``older_than`` (never the current one); return how many.
+
+        Their files stay on disk: an orphan sweep reclaims them.
+        """
+        table = self.load(name)
+        before = len(table.snapshots())
+        table.maintenance.expire_snapshots().older_than(older_than).commit()
+        return before - len(table.snapshots())
+
+
+# --- helpers of write ---------------------------------------------------------------------------------------------
+def _partition_tuples(data: pa.Table, columns: Sequence[str]) -> list[dict[str, Any]]:
+    """The distinct partitions ``data`` has rows in (one empty mapping for an unpartitioned table)."""
+    if not columns:
+        return [{}]
+    return data.select(list(columns)).group_by(list(columns)).aggregate([]).to_pylist()
+
+
+def _partition_filter(parts: Sequence[Mapping[str, Any]]) -> BooleanExpression:
+    """``(a = x AND b = y) OR ...`` over the partitions (``IS NULL`` for a null value)."""
+    from pyiceberg.expressions import AlwaysFalse, AlwaysTrue, And, EqualTo, IsNull, Or
+
+    if not parts:
+        return AlwaysFalse()
+    terms = []
+    for part in parts:
+        conditions = [IsNull(c) if v is None else EqualTo(c, v) for c, v in part.items()]
+        terms.append(reduce(And, conditions) if conditions else AlwaysTrue())
+    return reduce(Or, terms)
+
+
+def _check_rows_in_partitions(
+    data: pa.Table, columns: Sequence[str], parts: Sequence[Mapping[str, Any]], table: str
+) -> None:
+    """Refuse partitions that do not name exactly the partition columns, and rows outside the partitions."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    if not parts:
+        raise ValueError(f"no partition of {table} given to replace")
+    for part in parts:
+        if set(part) != set(columns):
+            raise ValueError(
+                f"{table} is partitioned by {list(columns)}; a partition was given as {dict(part)}"
+            )
+    if data.num_rows == 0 or not columns:
+        return
+    inside = pa.array([False] * data.num_rows)
+    for part in parts:
+        row = pa.array([True] * data.num_rows)
+        for column, value in part.items():
+            col = data.column(column)
+            hit = (
+                pc.is_null(col)
+                if value is None
+                else pc.fill_null(pc.equal(col, pa.scalar(value, col.type)), False)
+            )
+            row = pc.and_(row, hit)
+        inside = pc.or_(inside, row)
+    outside = data.num_rows - pc.sum(inside.cast(pa.int64())).as_py()
+    if outside:
+        raise ValueError(f"{outside} row(s) of the data for {table} lie outside the partitions to replace")
+
+
+def _check_schema(identifier: str, table: Table, data_schema: pa.Schema) -> tuple[str, ...]:
+    """The data's columns the table lacks; ``IcebergSchemaConflict`` for a column whose type changed."""
+    from pyiceberg.catalog import Catalog
+    from pyiceberg.types import DecimalType, DoubleType, FloatType, IntegerType, LongType, PrimitiveType
+
+    current = table.schema()
+    given = Catalog._convert_schema_if_needed(data_schema)  # the Iceberg types pyiceberg would write
+    new: list[str] = []
+    for column in given.fields:
+        try:
+            have = current.find_field(column.name).field_type
+        except ValueError:
+            new.append(column.name)
+            continue
+        want = column.field_type
+        if not (isinstance(have, PrimitiveType) and isinstance(want, PrimitiveType)) or have == want:
+            continue  # nested types: union_by_name decides and its error says why
+        widening = (
+            (isinstance(want, IntegerType) and isinstance(have, LongType))
+            or (isinstance(want, FloatType) and isinstance(have, DoubleType))
+            or (
+                isinstance(want, DecimalType)
+                and isinstance(have, DecimalType)
+                and want.scale == have.scale
+                and want.precision <= have.precision
+            )
+        )
+        if not widening:
+            raise IcebergSchemaConflict(identifier, column.name, str(have), str(want))
+    return tuple(new)
+
+
+def _new_fields_nullable(schema: pa.Schema, new_columns: Sequence[str]) -> pa.Schema:
+    """``schema`` with the columns ``new_columns`` made nullable."""
+    import pyarrow as pa
+
+    return pa.schema([f.with_nullable(True) if f.name in new_columns else f for f in schema])
+
+
+def _nested_differs(table: Table, data_schema: pa.Schema) -> bool:
+    """Whether a nested column of the data differs from the table's (union_by_name then merges or refuses it)."""
+    import pyarrow as pa
+
+    current = table.schema().as_arrow()
+    for f in data_schema:
+        if (
+            pa.types.is_struct(f.type) or pa.types.is_list(f.type) or pa.types.is_map(f.type)
+        ) and f.name in current.names:
+            if not current.field(f.name).type.equals(f.type, check_metadata=False):
+                return True
+    return False
+
+
+def _cast_to(tx: Transaction, data: pa.Table) -> pa.Table:
+    """``data`` with the table's types (as the transaction has the schema now), columns in the table's order."""
+    import pyarrow as pa
+
+    target = tx.table_metadata.schema().as_arrow()
+    names = [n for n in target.names if n in data.column_names]
+    fields = []
+    for n in names:
+        f = target.field(n)
+        # a nullable data column cast to a required one is refused by pyiceberg when it holds a null: say so early
+        if not f.nullable and data.column(n).null_count:
+            raise ValueError(f"column {n!r} is required but {data.column(n).null_count} row(s) have no value")
+        fields.append(f)
+    return data.select(names).cast(pa.schema(fields))
+
+
+def _commit_info(
+    identifier: str, table: Table, commit_id: str, new_columns: tuple[str, ...], attempts: int
+) -> IcebergCommit:
+    """The figures of the snapshots one commit added (an overwrite adds a delete snapshot and an append)."""
+    ours = [s for s in table.snapshots() if s.summary is not None and s.summary[COMMIT_ID] == commit_id]
+
+    def total(key: str) -> int:
+        return sum(int(s.summary[key] or 0) for s in ours if s.summary is not None)
+
+    last = (
+        max(ours, key=lambda s: (s.sequence_number or 0, s.timestamp_ms))
+        if ours
+        else table.current_snapshot()
+    )
+    total_records = (
+        int(last.summary["total-records"] or 0) if last is not None and last.summary is not None else 0
+    )
+    return IcebergCommit(
+        table=identifier,
+        snapshot_id=last.snapshot_id if last else None,
+        added_data_files=total("added-data-files"),
+        added_files_size=total("added-files-size"),
+        added_records=total("added-records"),
+        deleted_records=total("deleted-records"),
+        total_records=total_records,
+        new_columns=new_columns,
+        metadata_location=_plain(table.metadata_location),
+        attempts=attempts,
+    )
+
+
+# --- the environment's table store --------------------------------------------------------------------------------
+def build_iceberg(settings: Settings) -> IcebergTables:
+    """The Iceberg tables of the environment.
+
+    Locally: a SQLite catalog at ``<ECOMMERCE_DATA_DIR>/iceberg_catalog.db``, files in ``<lake>/processed/<table>/``.
+    On AWS: the Glue database ``ECOMMERCE_GLUE_DATABASE``, files in ``s3://<bucket>/<prefix>/processed/<table>/``
+    (``AWS_ENDPOINT_URL`` honoured for Glue and S3).
+    """
+    if settings.env != "aws":
+        return IcebergTables(
+            catalog_kind="sql",
+            warehouse=settings.lake_dir.resolve().as_uri(),
+            sqlite_path=str(settings.data_dir / CATALOG_FILE),
+            namespace=LOCAL_NAMESPACE,
+        )
+    if not settings.s3_bucket:
+        raise StorageSettingError("aws mode needs ECOMMERCE_S3_BUCKET (the lake's bucket)")
+    root = (
+        f"s3://{settings.s3_bucket}/{settings.s3_prefix}"
+        if settings.s3_prefix
+        else f"s3://{settings.s3_bucket}"
+    )
+    return IcebergTables(
+        catalog_kind="glue",
+        warehouse=root,
+        namespace=settings.glue_database,
+        region_name=settings.aws_region,
+        endpoint_url=settings.aws_endpoint_url,
+    )
