@@ -148,14 +148,15 @@ def _runs_done(home: str, expected_files: int) -> bool:
 
 
 def _processed_ids(lake: LocalLake) -> list[tuple[str, str]]:
-    files = [o.key for o in lake.list_objects("processed/transactions/") if o.key.endswith(".parquet")]
-    if not files:
+    """(date, transaction_id) of every row of the Iceberg table ``transactions`` now (the local catalog)."""
+    from ecommerce_assets.storage.iceberg import CATALOG_FILE, IcebergTables
+
+    base = Path(lake.base_dir).resolve()
+    store = IcebergTables(catalog_kind="sql", warehouse=base.as_uri(), sqlite_path=str(base.parent / CATALOG_FILE))
+    if not store.exists("transactions"):
         return []
-    con = duckdb.connect()
-    return con.execute(
-        "SELECT CAST(date AS VARCHAR), transaction_id FROM read_parquet(?, hive_partitioning = true)",
-        [[lake.uri(k) for k in files]],
-    ).fetchall()
+    rows = store.read("transactions").select(["date", "transaction_id"]).to_pylist()
+    return [(str(r["date"]), r["transaction_id"]) for r in rows]
 
 
 def _quarantined_rows(lake: LocalLake) -> list[tuple]:

@@ -1,7 +1,8 @@
 """Build the storage of the environment from the settings, with no Dagster import.
 
 ``ECOMMERCE_ENV`` chooses once: a lake folder, a DuckDB file, a SQLite stream and key-value store and
-DuckDB views locally; S3, PostgreSQL / Redshift / Athena, Kinesis, DynamoDB and Glue on AWS. The Dagster
+DuckDB views locally; S3, PostgreSQL / Redshift / Athena, Kinesis, DynamoDB and Glue on AWS. The processed
+zone's Iceberg tables (``iceberg``) have a SQLite catalog locally and the Glue catalog on AWS. The Dagster
 resources (``ecommerce_assets.resources``) and the Lambda handlers both start here.
 """
 
@@ -11,6 +12,7 @@ from typing import Any
 
 from ecommerce_assets.settings import Settings
 from ecommerce_assets.storage.base import StorageSettingError
+from ecommerce_assets.storage.iceberg import build_iceberg
 from ecommerce_assets.storage.kv_store import build_kv_store
 from ecommerce_assets.storage.lake import Lake
 from ecommerce_assets.storage.lakes import build_lake
@@ -35,13 +37,20 @@ def build_table_catalog(settings: Settings) -> Any:
         return build_glue_catalog(settings)
     from ecommerce_assets.storage.table_catalog import DuckDBViewCatalog
 
-    return DuckDBViewCatalog(database=str(settings.warehouse_path))
+    return DuckDBViewCatalog(database=str(settings.warehouse_path), extension_directory=extension_directory(settings))
+
+
+def extension_directory(settings: Settings) -> str:
+    """DuckDB's private extension folder (``<ECOMMERCE_DATA_DIR>/duckdb_extensions``): iceberg and avro, offline."""
+    from ecommerce_assets.storage.iceberg import EXTENSION_DIR
+
+    return str(settings.data_dir / EXTENSION_DIR)
 
 
 def build_warehouse(settings: Settings, lake: Lake) -> Warehouse:
     """The warehouse: the DuckDB file locally; on AWS the one ``ECOMMERCE_WAREHOUSE`` names."""
     if settings.env != "aws":
-        return DuckDBWarehouse(database=str(settings.warehouse_path))
+        return DuckDBWarehouse(database=str(settings.warehouse_path), extension_directory=extension_directory(settings))
     from ecommerce_assets.storage.warehouses.athena import AthenaWarehouse
     from ecommerce_assets.storage.warehouses.postgres import PostgresWarehouse
     from ecommerce_assets.storage.warehouses.redshift import RedshiftWarehouse
@@ -79,6 +88,10 @@ def build_storage(settings: Settings) -> dict[str, Any]:
     parts: dict[str, Any] = {"stream": build_stream(settings), "kv_store": build_kv_store(settings),
                              "table_catalog": build_table_catalog(settings)}
     problems: dict[str, str] = {}
+    try:
+        parts["iceberg"] = build_iceberg(settings)
+    except StorageSettingError as exc:
+        problems["iceberg"] = str(exc)
     try:
         parts["lake"] = build_lake(settings)
     except StorageSettingError as exc:

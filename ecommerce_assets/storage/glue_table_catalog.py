@@ -105,17 +105,33 @@ def parquet_table_roots(lake: Lake, zone: str = zones.PROCESSED) -> dict[str, st
 
     A table folder is the path up to its first ``key=value/`` partition folder, or the folder of its files:
     ``processed/online_retail/cleaned/invoice_month=.../x.parquet`` -> ``online_retail_cleaned``.
+
+    An Iceberg table's folder (one with ``metadata/*.metadata.json``) is no Parquet table: its data files are read
+    through its metadata (superseded files stay until a sweep), and its Glue entry is the Iceberg catalog's. Every
+    file below it is skipped.
     """
+    objects = list(lake.list_objects(zone))
+    iceberg = iceberg_table_roots(objects)
     roots: dict[str, str] = {}
-    for obj in lake.list_objects(zone):
+    for obj in objects:
         if not obj.key.endswith(".parquet") or "/_" in obj.key[len(zone) - 1 :]:
             continue  # skip _superseded/, _manifests/ and similar bookkeeping folders
+        if any(obj.key.startswith(root) for root in iceberg):
+            continue
         parts = obj.key.split("/")[:-1]
         cut = next((i for i, p in enumerate(parts) if "=" in p), len(parts))
         prefix = "/".join(parts[:cut]) + "/"
         name = re.sub(r"[^a-z0-9_]", "_", prefix[len(zone) :].strip("/").lower()) or "root"
         roots.setdefault(name, prefix)
     return dict(sorted(roots.items()))
+
+
+def iceberg_table_roots(objects: Iterable[Any]) -> list[str]:
+    """The folders (``.../``) among the lake ``objects`` that hold an Iceberg table (``metadata/*.metadata.json``)."""
+    return sorted({
+        o.key[: o.key.rindex("/metadata/") + 1] for o in objects
+        if o.key.endswith(".metadata.json") and "/metadata/" in o.key
+    })
 
 
 class GlueCatalog(StorageModel):
@@ -153,6 +169,28 @@ class GlueCatalog(StorageModel):
 
     def get_table(self, database: str, table: str) -> dict[str, Any]:
         return self.client().get_table(DatabaseName=glue_name(database), Name=glue_name(table))["Table"]
+
+    def register_iceberg_table(self, tables: Any, name: str, database: str, table: str) -> dict[str, Any]:
+        """Check that the Iceberg table ``name`` of ``tables`` is the Glue table ``database.table``, and describe it.
+
+        pyiceberg's Glue catalog keeps the Glue entry itself (``table_type=ICEBERG`` and the current
+        ``metadata_location``, updated by every commit), so there is nothing to register: a different name or
+        database, or an entry that is not that table's, is refused.
+        """
+        if tables.catalog_kind != "glue" or glue_name(tables.namespace) != glue_name(database) or name != table:
+            raise ValueError(
+                f"the Iceberg table {tables.identifier(name)} is the Glue table {tables.namespace}.{name}; "
+                f"it cannot also be registered as {database}.{table}"
+            )
+        entry = self.get_table(database, table)
+        parameters = entry.get("Parameters", {})
+        location = tables.metadata_location(name)
+        if parameters.get("table_type", "").upper() != "ICEBERG" or parameters.get("metadata_location") != location:
+            raise RuntimeError(
+                f"Glue's {database}.{table} is not the Iceberg table at {location}: {parameters}"
+            )
+        return {"table": f"{glue_name(database)}.{glue_name(table)}", "table_type": "ICEBERG",
+                "metadata_location": location, "snapshot_id": tables.current_snapshot_id(name)}
 
     def partitions(self, database: str, table: str) -> list[list[str]]:
         """Every registered partition's values, sorted."""

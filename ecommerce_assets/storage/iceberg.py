@@ -28,7 +28,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import PrivateAttr
-from pyiceberg.io.pyarrow import PyArrowFileIO
 
 from ecommerce_assets.settings import Settings
 from ecommerce_assets.storage import zones
@@ -37,7 +36,6 @@ from ecommerce_assets.storage.base import StorageModel, StorageSettingError
 if TYPE_CHECKING:
     import duckdb
     import pyarrow as pa
-    from pyarrow.fs import FileSystem
     from pyiceberg.catalog import Catalog
     from pyiceberg.expressions import BooleanExpression
     from pyiceberg.table import Table, Transaction
@@ -49,23 +47,13 @@ TABLE_PROPERTIES = {
     "write.metadata.delete-after-commit.enabled": "true",
     "write.metadata.previous-versions-max": "100",
 }
+EXTENSION_DIR = "duckdb_extensions"  # DuckDB's private extension folder, in ECOMMERCE_DATA_DIR
+# the FileIO of the Glue catalog (its own module: this one imports no pyarrow, so definitions load light)
+IO_IMPL = "ecommerce_assets.storage.iceberg_io.DelayedOpenPyArrowFileIO"
 COMMIT_ID = "ecommerce.commit-id"  # in the summary of every snapshot a write or compaction adds
 _NO_MATCH_WARNING = (
     "Delete operation did not match any records"  # pyiceberg's warning when a partition is new
 )
-
-
-class DelayedOpenPyArrowFileIO(PyArrowFileIO):
-    """pyiceberg's Arrow FileIO, with S3 streams opened lazily (``allow_delayed_open``).
-
-    A file smaller than one part then goes out as a single PutObject instead of a multipart upload. Real S3 takes
-    either; moto's CompleteMultipartUpload reply is refused by Arrow 22, so this is what makes the tests' moto
-    server work. The catalog property ``py-io-impl`` names this class.
-    """
-
-    def _initialize_s3_fs(self, netloc: str | None) -> FileSystem:
-        rebuild, (options,) = super()._initialize_s3_fs(netloc).__reduce__()
-        return rebuild({**options, "allow_delayed_open": True})
 
 
 class IcebergSchemaConflict(ValueError):
@@ -217,6 +205,45 @@ def install_iceberg_extensions(extension_dir: Path) -> Path:
     return extension_dir
 
 
+def ensure_iceberg_extensions(extension_dir: Path) -> Path:
+    """``install_iceberg_extensions`` once: skipped when ``extension_dir`` has both files already.
+
+    The install runs under a file lock, so processes starting together do not copy the files over each other.
+    """
+    from filelock import FileLock
+
+    if _installed(extension_dir):
+        return extension_dir
+    extension_dir.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(extension_dir / ".install.lock")):
+        if not _installed(extension_dir):
+            install_iceberg_extensions(extension_dir)
+    return extension_dir
+
+
+def _installed(extension_dir: Path) -> bool:
+    import duckdb
+
+    root = extension_dir / f"v{duckdb.__version__}"
+    return all(any(root.glob(f"*/{name}.duckdb_extension")) for name in ("avro", "iceberg"))
+
+
+def create_scan_view(con: duckdb.DuckDBPyConnection, view: str, metadata_location: str) -> None:
+    """A temporary view ``view`` of ``con`` over the Iceberg table whose ``metadata.json`` is ``metadata_location``.
+
+    Loads the iceberg extension first (``load_iceberg``); for an ``s3://`` table ``con`` must be able to read S3
+    (an ``S3Lake``'s engine is).
+    """
+    from ecommerce_assets.storage.warehouses.base import quote_ident, sql_literal
+
+    load_iceberg(con)
+    # a view's definition cannot hold bound parameters: the location enters as an escaped literal
+    con.execute(
+        f"CREATE OR REPLACE TEMP VIEW {quote_ident(view)} AS "  # noqa: S608
+        f"SELECT * FROM iceberg_scan({sql_literal(metadata_location)})"
+    )
+
+
 def _plain(uri: str) -> str:
     """A local ``file://`` URI as a path (what the lake and DuckDB use locally); other URIs unchanged."""
     return uri.removeprefix("file://")
@@ -255,7 +282,7 @@ class IcebergTables(StorageModel):
             return SqlCatalog("local", uri=f"sqlite:///{self.sqlite_path}", warehouse=self.warehouse)
         from pyiceberg.catalog.glue import GlueCatalog
 
-        props = {"warehouse": self.warehouse, "py-io-impl": f"{__name__}.DelayedOpenPyArrowFileIO"}
+        props = {"warehouse": self.warehouse, "py-io-impl": IO_IMPL}
         if self.region_name:
             props |= {"glue.region": self.region_name, "s3.region": self.region_name}
         if self.endpoint_url:
@@ -454,6 +481,13 @@ class IcebergTables(StorageModel):
     def metadata_location(self, name: str) -> str:
         """The table's current ``metadata.json`` (what ``iceberg_scan`` reads)."""
         return _plain(self.load(name).metadata_location)
+
+    def current_snapshot_id(self, name: str) -> int | None:
+        """The snapshot the table reads now; None when the table does not exist or has never been written."""
+        if not self.exists(name):
+            return None
+        snapshot = self.load(name).current_snapshot()
+        return snapshot.snapshot_id if snapshot is not None else None
 
     def expire_snapshots(self, name: str, older_than: datetime) -> int:
         """Forget the snapshots taken before ``older_than`` (never the current one); return how many.

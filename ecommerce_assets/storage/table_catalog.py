@@ -10,18 +10,26 @@ One interface, two implementations chosen by ``ECOMMERCE_ENV`` (resource key ``t
 
 Assets call ``table_catalog.register_lake_prefix(lake, prefix, table_catalog.default_database, table)`` after they
 write a partition; both implementations are idempotent.
+
+An Iceberg table of the processed zone (``storage.iceberg``) is registered with ``register_iceberg_table`` after
+every commit: locally a view over ``iceberg_scan('<the table's current metadata.json>')``, re-pointed at each
+commit (a reader sees one snapshot, whole); on AWS the Glue catalog of pyiceberg *is* the registration (an
+``ICEBERG`` Glue table Athena reads), which is checked and described.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ecommerce_assets.storage.base import StorageModel
 from ecommerce_assets.storage.lake import Lake
 from ecommerce_assets.storage.warehouses.base import quote_ident, sql_literal
-from ecommerce_assets.storage.warehouses.duckdb import NO_IMPLICIT_EXTENSIONS, file_lock
+from ecommerce_assets.storage.warehouses.duckdb import file_lock, warehouse_config
+
+if TYPE_CHECKING:
+    from ecommerce_assets.storage.iceberg import IcebergTables
 
 
 class TableCatalog(StorageModel):
@@ -34,11 +42,16 @@ class TableCatalog(StorageModel):
     ) -> Any:
         raise NotImplementedError
 
+    def register_iceberg_table(self, tables: IcebergTables, name: str, database: str, table: str) -> dict[str, Any]:
+        """Make the Iceberg table ``name`` of ``tables`` queryable as ``database.table`` at its current snapshot."""
+        raise NotImplementedError
+
 
 class DuckDBViewCatalog(TableCatalog):
     """Local catalog: DuckDB views in the warehouse file (``<ECOMMERCE_DATA_DIR>/warehouse.duckdb``)."""
 
     database: str
+    extension_directory: str | None = None  # where the iceberg extension is installed (``warehouse_config``)
 
     def register_lake_prefix(
         self, lake: Lake, prefix: str, database: str, table: str, partition_keys: Sequence[str] = ("date",)
@@ -60,7 +73,7 @@ class DuckDBViewCatalog(TableCatalog):
         path = Path(self.database)
         path.parent.mkdir(parents=True, exist_ok=True)
         with file_lock(path):  # the warehouse writers' lock, as every connection to the file takes it
-            con = duckdb.connect(str(path), config=NO_IMPLICIT_EXTENSIONS)
+            con = duckdb.connect(str(path), config=warehouse_config(self.extension_directory))
             try:
                 con.execute(f"CREATE SCHEMA IF NOT EXISTS {quote_ident(database)}")
                 con.execute(ddl)
@@ -74,3 +87,30 @@ class DuckDBViewCatalog(TableCatalog):
             finally:
                 con.close()
         return {"table": name, "location": pattern, "partitions": int(partitions)}
+
+    def register_iceberg_table(self, tables: IcebergTables, name: str, database: str, table: str) -> dict[str, Any]:
+        """``CREATE OR REPLACE VIEW database.table`` over the table's current ``metadata.json``.
+
+        The view is pinned to that snapshot: call it again after every commit (and after a rollback).
+        """
+        import duckdb
+
+        if not self.extension_directory:
+            raise ValueError("a view over an Iceberg table needs the catalog's extension_directory")
+        location = tables.metadata_location(name)
+        snapshot = tables.current_snapshot_id(name)
+        qualified = f"{database}.{table}"
+        ddl = (
+            f"CREATE OR REPLACE VIEW {quote_ident(qualified)} AS "  # noqa: S608
+            f"SELECT * FROM iceberg_scan({sql_literal(location)})"
+        )
+        path = Path(self.database)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with file_lock(path):
+            con = duckdb.connect(str(path), config=warehouse_config(self.extension_directory))
+            try:
+                con.execute(f"CREATE SCHEMA IF NOT EXISTS {quote_ident(database)}")
+                con.execute(ddl)
+            finally:
+                con.close()
+        return {"table": qualified, "table_type": "ICEBERG", "metadata_location": location, "snapshot_id": snapshot}

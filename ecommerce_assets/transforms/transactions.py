@@ -1,4 +1,9 @@
-"""Transactions: landed JSON files -> typed, Hive-partitioned Parquet, with quarantine and reconciliation.
+"""Transactions: landed JSON files -> the typed Iceberg table ``transactions``, with quarantine and reconciliation.
+
+A partition run (``transform_partition`` with ``tables``) replaces the ``date`` partition of the Iceberg table
+``transactions`` (identity-partitioned on ``date``, the landing date) in one commit; without ``tables`` (the
+one-file-per-call Lambda, the benches) the good records go to plain Hive-partitioned Parquet instead. The
+quarantine is plain files either way.
 
 Input files may hold one JSON object, a JSON array of objects, or JSON lines (several formats may be
 mixed in one batch). All files of a partition are read by ONE DuckDB statement that streams, so memory
@@ -49,6 +54,7 @@ the record's JSON text.
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import re
 import shutil
@@ -65,10 +71,14 @@ from ecommerce_assets.storage.lake import Lake, LakeObject
 if TYPE_CHECKING:
     import duckdb
 
+    from ecommerce_assets.storage.iceberg import IcebergCommit, IcebergTables
+
 PROCESSED = zones.TRANSACTIONS_PROCESSED
 QUARANTINE = zones.TRANSACTIONS_QUARANTINE
 INTERMEDIATE = zones.TRANSACTIONS_INTERMEDIATE
 DATA_FILE = "transactions.parquet"
+TABLE = "transactions"  # the Iceberg table of the processed zone (``processed/transactions/``)
+PARTITION_BY = ("date",)  # identity partition: the landing date
 
 STRING_FIELDS = ("transaction_id", "customer_id", "product_id", "product_name", "category")
 FIELDS = (
@@ -354,8 +364,9 @@ class PartitionResult:
     records_quarantined: int = 0
     by_rule: dict[str, int] = field(default_factory=dict)
     bad_files: list[dict[str, str]] = field(default_factory=list)  # {"file", "rule", "problem"}
-    output_key: str | None = None
+    output_key: str | None = None  # the plain Parquet output (no Iceberg table given)
     quarantine_keys: list[str] = field(default_factory=list)
+    commit: IcebergCommit | None = None  # the Iceberg commit that replaced the partition (an Iceberg table given)
 
     @property
     def files_quarantined(self) -> int:
@@ -546,11 +557,23 @@ def _rule_field(rule: str) -> str:
 
 
 def transform_partition(
-    lake: Lake, date: str, objects: Sequence[LakeObject], *, part: str | None = None
+    lake: Lake,
+    date: str,
+    objects: Sequence[LakeObject],
+    *,
+    part: str | None = None,
+    tables: IcebergTables | None = None,
+    properties: dict[str, str] | None = None,
 ) -> PartitionResult:
-    """Turn the raw files of one date partition into ``processed/transactions/date=<date>/``, exactly.
+    """Turn the raw files of one date partition into typed rows and quarantine, exactly.
 
-    The partition's Parquet and its quarantine are replaced (never appended): re-running a partition
+    With ``tables`` the good records replace the partition ``date`` of the Iceberg table ``transactions`` in one
+    commit (created on first use; ``properties`` go into the snapshot summary; ``result.commit`` says what the
+    commit did). The partition is emptied when no record is good. Any plain Parquet left in
+    ``processed/transactions/date=<date>/`` (the Lambda's parts, the layout before Iceberg) is removed after the
+    commit. Without ``tables`` the good records go to ``processed/transactions/date=<date>/transactions.parquet``.
+
+    The partition's rows and its quarantine are replaced (never appended): re-running a partition
     gives the same rows. Returns the reconciled counts.
 
     With ``part`` (the one-file-per-call Lambda way) nothing is deleted: the output is
@@ -603,16 +626,20 @@ def transform_partition(
                 per_file_bad[filename] = per_file_bad.get(filename, 0) + n
         result.files_ok = len(good_uris)
 
-        # the partition is replaced exactly: old output and quarantine go, the new ones come in
-        if part is None:
-            lake.delete_prefix(out_prefix)
-            lake.delete_prefix(q_prefix)
+        staged: str | None = None
         if good_uris:
             if fast is None:
                 staged = f"{staging}{DATA_FILE}"
                 _write_parquet(con, _OUTPUT_SELECT, [checked], lake.output_uri(staged))
             else:
                 staged = fast[0]
+        if tables is not None:  # one commit replaces the partition; then the files around it are replaced
+            result.commit = _commit_partition(tables, con, lake, date, staged, properties or {})
+        # the partition is replaced exactly: old output and quarantine go, the new ones come in
+        if part is None:
+            lake.delete_prefix(out_prefix)
+            lake.delete_prefix(q_prefix)
+        if staged is not None and tables is None:
             result.output_key = out_prefix + (DATA_FILE if part is None else f"part-{part}.parquet")
             lake.copy(staged, result.output_key)
         lake.delete_prefix(staging)
@@ -653,7 +680,31 @@ def transform_partition(
     return result
 
 
-# --- analytics: each a SELECT over the processed Parquet (bound as ``tx``) ---------------------------
+def _commit_partition(
+    tables: IcebergTables, con: duckdb.DuckDBPyConnection, lake: Lake, date: str, staged: str | None,
+    properties: dict[str, str],
+) -> IcebergCommit | None:
+    """Replace the partition ``date`` of the Iceberg table with the staged good records, in one commit.
+
+    The rows get the partition column ``date``. With nothing staged (no readable file) the partition is emptied,
+    or nothing is done while the table does not exist yet.
+    """
+    if staged is None:
+        if not tables.exists(TABLE):
+            return None
+        rows = tables.load(TABLE).schema().as_arrow().empty_table()
+    else:
+        rows = con.execute(
+            "SELECT *, CAST(? AS DATE) AS date FROM read_parquet(?)", [date, lake.uri(staged)]
+        ).to_arrow_table()
+        tables.ensure_table(TABLE, rows.schema, PARTITION_BY)
+    return tables.write(
+        TABLE, rows, [{"date": dt.date.fromisoformat(date)}],
+        properties={"ecommerce.partition": date, **properties},
+    )
+
+
+# --- analytics: each a SELECT over the processed rows (bound as ``tx``) --------------------------------
 ANALYTICS: dict[str, tuple[str, str]] = {
     "sales_by_category": (
         "Revenue, units and orders per product category.",
@@ -702,11 +753,29 @@ ANALYTICS: dict[str, tuple[str, str]] = {
 
 
 def processed_glob(lake: Lake) -> str:
+    """The plain Parquet output of ``transform_partition`` without an Iceberg table (every date)."""
     return lake.uri(f"{PROCESSED}*/*.parquet")
 
 
-def build_analytics(con: duckdb.DuckDBPyConnection, processed_uri: str, name: str, out_uri: str) -> int:
-    """Compute analytic ``name`` over the processed Parquet into ``out_uri``; return its row count."""
-    con.read_parquet(processed_uri, hive_partitioning=True).to_view("tx", replace=True)
+def bind_iceberg(con: duckdb.DuckDBPyConnection, tables: IcebergTables) -> str:
+    """Bind ``tx`` in ``con`` to the Iceberg table at its current snapshot; return that snapshot's metadata file.
+
+    ``con`` is the lake's engine (for an S3 lake it reads S3 already).
+    """
+    from ecommerce_assets.storage.iceberg import create_scan_view
+
+    location = tables.metadata_location(TABLE)
+    create_scan_view(con, "tx", location)
+    return location
+
+
+def write_analytics(con: duckdb.DuckDBPyConnection, name: str, out_uri: str) -> int:
+    """Compute analytic ``name`` over ``tx`` (``bind_iceberg``) into ``out_uri``; return its row count."""
     con.sql(ANALYTICS[name][1]).write_parquet(out_uri, compression="zstd")
     return int(con.execute("SELECT count(*) FROM read_parquet(?)", [out_uri]).fetchone()[0])
+
+
+def build_analytics(con: duckdb.DuckDBPyConnection, processed_uri: str, name: str, out_uri: str) -> int:
+    """Compute analytic ``name`` over plain processed Parquet (``processed_glob``) into ``out_uri``."""
+    con.read_parquet(processed_uri, hive_partitioning=True).to_view("tx", replace=True)
+    return write_analytics(con, name, out_uri)

@@ -1,8 +1,12 @@
-"""Event-driven transactions: landed JSON -> raw (registered once) -> processed Parquet -> seven analytics.
+"""Event-driven transactions: landed JSON -> raw (registered once) -> the Iceberg table -> seven analytics.
 
 ``transactions/raw`` and ``transactions/processed`` are partitioned by the landing date prefix
 (``landing/transactions/date=YYYY-MM-DD/``); the arrival sensor asks for one run per date with new files.
 The analytics are unpartitioned and refresh themselves (automation condition) after new partitions.
+
+``transactions/processed`` replaces the date's partition of the Iceberg table ``transactions`` in one commit
+(``storage.iceberg``: a SQLite catalog locally, Glue on AWS) and re-points ``lake.transactions`` at it; the
+analytics read the table's current snapshot.
 """
 
 
@@ -13,6 +17,7 @@ import dagster as dg
 from ecommerce_assets.lib.metadata import registration_metadata, table_metadata, warehouse_table_metadata
 from ecommerce_assets.settings import get_settings
 from ecommerce_assets.storage import zones
+from ecommerce_assets.storage.iceberg import IcebergCommit, IcebergTables, create_scan_view
 from ecommerce_assets.storage.lake import Lake
 from ecommerce_assets.storage.registration import current_raw_files, register_landed
 from ecommerce_assets.storage.table_catalog import TableCatalog
@@ -74,54 +79,64 @@ NO_BAD_FILES = dg.AssetCheckSpec(
     group_name=GROUP,
     partitions_def=daily,
     deps=[transactions_raw],
-    kinds={"duckdb", "parquet"},
+    kinds={"duckdb", "iceberg"},
     check_specs=[RECONCILES, UNIQUE_IDS, NO_BAD_FILES],
     description=(
-        "Typed transactions in `processed/transactions/date=YYYY-MM-DD/transactions.parquet` (one file per "
-        "landing date): typed columns plus year, month, day, hour, day_of_week (Monday = 0), discount ("
-        + tx.DISCOUNT_RULE + ") and final_amount. Bad records go to "
-        "`quarantine/transactions/date=.../records.parquet` with file, row, field and rule; files that are not "
-        "JSON go whole to `quarantine/transactions/date=.../files/`. A re-run replaces the partition exactly. "
-        "Registered in the catalog as `lake.transactions` (DuckDB view locally, Glue table in aws mode)."
+        "Typed transactions in the Iceberg table `transactions` (files below `processed/transactions/`, "
+        "identity-partitioned on `date`, the landing date): typed columns plus year, month, day, hour, "
+        "day_of_week (Monday = 0), discount (" + tx.DISCOUNT_RULE + ") and final_amount. Each run replaces its "
+        "date's partition in ONE commit (readers see the old rows or the new, never a mix; a re-run gives the "
+        "same rows and one more snapshot). Bad records go to `quarantine/transactions/date=.../records.parquet` "
+        "with file, row, field and rule; files that are not JSON go whole to "
+        "`quarantine/transactions/date=.../files/`. Queryable as `lake.transactions` (a DuckDB view over the "
+        "current snapshot locally, re-pointed after each commit; the Glue Iceberg table in aws mode)."
     ),
 )
 def transactions(
-    context: dg.AssetExecutionContext, lake: dg.ResourceParam[Lake], table_catalog: dg.ResourceParam[TableCatalog]
+    context: dg.AssetExecutionContext,
+    lake: dg.ResourceParam[Lake],
+    table_catalog: dg.ResourceParam[TableCatalog],
+    iceberg: dg.ResourceParam[IcebergTables],
 ) -> dg.MaterializeResult:
     date = context.partition_key
     raw = f"{RAW}date={date}/"
     objects = current_raw_files(lake, raw)
-    result = tx.transform_partition(lake, date, objects)
+    result = tx.transform_partition(
+        lake, date, objects, tables=iceberg, properties={"dagster.run-id": context.run.run_id}
+    )
     for bad in result.bad_files:
         context.log.warning(f"quarantined file {bad['file']}: {bad['rule']}: {bad['problem']}")
     for rule, n in sorted(result.by_rule.items()):
         context.log.warning(f"quarantined {n} record(s) of {date}: {rule} ({tx.RULES[rule]})")
 
-    con = lake.engine()
-    try:
-        if result.output_key:
-            uri = lake.uri(result.output_key)
-            preview = con.execute("SELECT * FROM read_parquet(?) LIMIT 10", [uri]).to_arrow_table()
-            dupes = con.execute(
-                "SELECT transaction_id, count(*) AS n FROM read_parquet(?) GROUP BY 1 HAVING n > 1 "
-                "ORDER BY n DESC, 1 LIMIT 5", [uri]
-            ).fetchall()
-        else:
-            import pyarrow as pa
+    commit = result.commit
+    if commit is None:  # nothing readable yet and no table to empty a partition of
+        import pyarrow as pa
 
-            uri, preview, dupes = lake.uri(tx.partition_prefix(tx.PROCESSED, date)), pa.table({}), []
-    finally:
-        con.close()
-    registration = (
-        table_catalog.register_lake_prefix(lake, tx.PROCESSED, table_catalog.default_database, CATALOG_TABLE)
-        if any(o.key.endswith(".parquet") for o in lake.list_objects(tx.PROCESSED)) else None
-    )
+        uri, preview, dupes, registration = lake.uri(tx.partition_prefix(tx.PROCESSED, date)), pa.table({}), [], None
+    else:
+        uri = iceberg.location(tx.TABLE)
+        con = lake.engine()
+        try:
+            # the rows of this commit's snapshot (its metadata file), whatever commits come after
+            create_scan_view(con, "processed", commit.metadata_location)
+            preview = con.execute("SELECT * FROM processed WHERE date = ? LIMIT 10", [date]).to_arrow_table()
+            dupes = con.execute(
+                "SELECT transaction_id, count(*) AS n FROM processed WHERE date = ? GROUP BY 1 HAVING n > 1 "
+                "ORDER BY n DESC, 1 LIMIT 5", [date]
+            ).fetchall()
+        finally:
+            con.close()
+        registration = table_catalog.register_iceberg_table(
+            iceberg, tx.TABLE, table_catalog.default_database, CATALOG_TABLE
+        )
     counts = result.as_metadata()
     return dg.MaterializeResult(
         metadata=table_metadata(
             result.records_out, preview, uri=uri,
             extra={
                 **{k: dg.MetadataValue.json(v) if isinstance(v, list | dict) else v for k, v in counts.items()},
+                **(iceberg_commit_metadata(commit) if commit is not None else {}),
                 "catalog": dg.MetadataValue.json(
                     registration if isinstance(registration, dict) else str(registration)
                 ),
@@ -145,6 +160,23 @@ def transactions(
     )
 
 
+def iceberg_commit_metadata(commit: IcebergCommit) -> dict[str, dg.MetadataValue]:
+    """What one Iceberg commit did, as asset metadata (the snapshot to time-travel or roll back to)."""
+    return {
+        "iceberg/table": dg.MetadataValue.text(commit.table),
+        # a snapshot id is a 64-bit number: as text, so that no JSON reader rounds it
+        "iceberg/snapshot_id": dg.MetadataValue.text(str(commit.snapshot_id)),
+        "iceberg/data_files_added": dg.MetadataValue.int(commit.added_data_files),
+        "iceberg/bytes_added": dg.MetadataValue.int(commit.added_files_size),
+        "iceberg/records_added": dg.MetadataValue.int(commit.added_records),
+        "iceberg/records_deleted": dg.MetadataValue.int(commit.deleted_records),
+        "iceberg/total_records": dg.MetadataValue.int(commit.total_records),
+        "iceberg/new_columns": dg.MetadataValue.json(list(commit.new_columns)),
+        "iceberg/metadata_location": dg.MetadataValue.path(commit.metadata_location),
+        "iceberg/commit_attempts": dg.MetadataValue.int(commit.attempts),
+    }
+
+
 # refresh after any new partition of `transactions`; unlike plain eager(), do not wait for the
 # (thousands of) daily partitions that never had data
 ANALYTICS_AUTOMATION = dg.AutomationCondition.eager().without(~dg.AutomationCondition.any_deps_missing())
@@ -159,22 +191,35 @@ def _analytics_asset(name: str, description: str) -> dg.AssetsDefinition:
         deps=[transactions],
         kinds={"duckdb", "parquet"},
         automation_condition=ANALYTICS_AUTOMATION,
-        description=f"{description} Over every processed partition; loaded as warehouse table `{table}`.",
+        description=(
+            f"{description} Over the current snapshot of the Iceberg table `transactions`; loaded as warehouse "
+            f"table `{table}`."
+        ),
     )
-    def _asset(context: dg.AssetExecutionContext, lake: dg.ResourceParam[Lake], warehouse: dg.ResourceParam[Warehouse]) -> dg.MaterializeResult:
-        if not any(o.key.endswith(".parquet") for o in lake.list_objects(tx.PROCESSED)):
-            raise dg.Failure(description=f"no processed transactions yet below {lake.uri(tx.PROCESSED)}")
+    def _asset(
+        context: dg.AssetExecutionContext,
+        lake: dg.ResourceParam[Lake],
+        warehouse: dg.ResourceParam[Warehouse],
+        iceberg: dg.ResourceParam[IcebergTables],
+    ) -> dg.MaterializeResult:
+        snapshot = iceberg.current_snapshot_id(tx.TABLE)
+        if snapshot is None:
+            raise dg.Failure(description=f"no processed transactions yet: the Iceberg table {tx.TABLE} is empty")
         key = f"{ANALYTICS_PREFIX}{name}.parquet"
         con = lake.engine()
         try:
+            source = tx.bind_iceberg(con, iceberg)
             with lake.writing(key) as uri:
-                rows = tx.build_analytics(con, tx.processed_glob(lake), name, uri)
+                rows = tx.write_analytics(con, name, uri)
         finally:
             con.close()
         warehouse.replace_table(table, [lake.uri(key)])
-        context.log.info(f"{table}: {rows} row(s)")
+        context.log.info(f"{table}: {rows} row(s) from {source}")
         return dg.MaterializeResult(
-            metadata=warehouse_table_metadata(warehouse, table, extra={"parquet_uri": dg.MetadataValue.path(lake.uri(key))})
+            metadata=warehouse_table_metadata(warehouse, table, extra={
+                "parquet_uri": dg.MetadataValue.path(lake.uri(key)),
+                "iceberg/metadata_location": dg.MetadataValue.path(source),
+            })
         )
 
     return _asset

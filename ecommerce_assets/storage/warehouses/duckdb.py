@@ -23,6 +23,26 @@ if TYPE_CHECKING:
 
 NO_IMPLICIT_EXTENSIONS = {"autoinstall_known_extensions": False, "autoload_known_extensions": False}
 
+
+def warehouse_config(extension_directory: str | None) -> dict[str, Any]:
+    """The configuration of every connection to the warehouse file (DuckDB refuses two in one process).
+
+    Nothing is ever downloaded. With ``extension_directory`` (``<ECOMMERCE_DATA_DIR>/duckdb_extensions``), the
+    offline avro and iceberg extensions are installed there from their wheels once, and a query over a view on
+    ``iceberg_scan`` (``lake.<table>`` of an Iceberg table) loads them when it first needs them: a connection
+    that reads no Iceberg table pays nothing. Only the extensions of that folder can load that way.
+    """
+    if not extension_directory:
+        return dict(NO_IMPLICIT_EXTENSIONS)
+    from ecommerce_assets.storage.iceberg import ensure_iceberg_extensions
+
+    ensure_iceberg_extensions(Path(extension_directory))
+    return {
+        "autoinstall_known_extensions": False,
+        "autoload_known_extensions": True,
+        "extension_directory": extension_directory,
+    }
+
 SERIALIZE_WRITERS = True
 """Whether ``file_lock`` serializes the writers of a DuckDB file (always, in the product).
 
@@ -50,10 +70,12 @@ def file_lock(path: Path) -> Iterator[None]:
 class DuckDBWarehouse(Warehouse):
     """The local warehouse: one DuckDB file (``<ECOMMERCE_DATA_DIR>/warehouse.duckdb``).
 
-    Every connection holds ``file_lock``; extensions are never installed or loaded implicitly.
+    Every connection holds ``file_lock``; nothing is downloaded. With ``extension_directory`` the views over
+    Iceberg tables (``iceberg_scan``) work in every connection (``warehouse_config``).
     """
 
     database: str
+    extension_directory: str | None = None
 
     @property
     def kind(self) -> str:
@@ -66,7 +88,7 @@ class DuckDBWarehouse(Warehouse):
 
         Path(self.database).parent.mkdir(parents=True, exist_ok=True)
         with file_lock(Path(self.database)):
-            con = duckdb.connect(self.database, config=NO_IMPLICIT_EXTENSIONS)
+            con = duckdb.connect(self.database, config=warehouse_config(self.extension_directory))
             try:
                 yield con
             finally:
