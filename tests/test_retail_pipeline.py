@@ -18,7 +18,8 @@ import pytest
 
 from ecommerce_assets.runtime.catchup import catch_up, execute, load_definitions
 from ecommerce_assets.samples import retail_sample_path
-from ecommerce_assets.storage.lake import Lake
+from ecommerce_assets.storage.iceberg import IcebergTables
+from ecommerce_assets.transforms import retail
 from tests.conftest import FULL_RETAIL
 from tests.retail_helpers import GOOD, HEADER, write_csv
 
@@ -167,14 +168,15 @@ def test_failed_blocking_check_stops_the_star_schema(data_dir: Path, local_resou
     from ecommerce_assets.defs.retail import assets, checks
 
     @dg.asset(key=assets.CLEANED_KEY)
-    def defective_cleaned(lake: dg.ResourceParam[Lake]) -> None:
-        con = duckdb.connect()
-        out = lake.output_uri(assets.CLEANED + "invoice_month=2010-12/part_0.parquet")
-        con.execute(
-            "COPY (SELECT 'X1' AS invoiceno, 'S' AS stockcode, NULL::VARCHAR AS description, -5::BIGINT AS quantity, "
+    def defective_cleaned(iceberg: dg.ResourceParam[IcebergTables]) -> None:
+        rows = duckdb.sql(
+            "SELECT 'X1' AS invoiceno, 'S' AS stockcode, NULL::VARCHAR AS description, -5::BIGINT AS quantity, "
             "1.000::DECIMAL(18,3) AS unitprice, TIMESTAMP '2010-12-01 10:00' AS invoicedate, 'UNKNOWN' AS customerid, "
-            "'UK' AS country, -5.000::DECIMAL(18,3) AS total_sales) TO ? (FORMAT parquet)", [out]
-        )
+            "'UK' AS country, -5.000::DECIMAL(18,3) AS total_sales, DATE '2010-12-01' AS invoice_date, "
+            "'2010-12' AS invoice_month"
+        ).to_arrow_table()
+        iceberg.ensure_table(retail.TABLE, rows.schema, retail.PARTITION_BY)
+        iceberg.write(retail.TABLE, rows)
 
     result = dg.materialize(
         [defective_cleaned, checks.cleaned_checks, assets.gold_star_schema],

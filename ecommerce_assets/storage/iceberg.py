@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import uuid
 import warnings
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import cache, reduce
@@ -683,3 +683,59 @@ def build_iceberg(settings: Settings) -> IcebergTables:
         region_name=settings.aws_region,
         endpoint_url=settings.aws_endpoint_url,
     )
+
+
+# --- a table rebuilt whole, one part at a time ------------------------------------------------------------------
+def replace_all_rows(
+    tables: IcebergTables,
+    name: str,
+    schema: pa.Schema,
+    parts: Callable[[], Iterable[pa.Table]],
+    partition_by: Sequence[str] = (),
+    properties: Mapping[str, str] | None = None,
+) -> IcebergCommit:
+    """Replace every row of the table ``name`` with the rows ``parts()`` yields, in ONE commit.
+
+    For a zone rebuilt whole from its source on each run: the table then holds exactly these rows, so a partition
+    the new rows lack is emptied too, and a re-run gives the same rows (one more commit). The table is created
+    (``ensure_table`` with ``schema`` and ``partition_by``) when it does not exist. ``parts`` is called once per
+    commit attempt and yields Arrow tables of ``schema`` (one partition each, say): each part's files are written
+    before the next is asked for, so only one part is held in memory. The commit is a delete snapshot (every old
+    data file) and an append snapshot (every new one), as ``IcebergTables.write``'s; new columns are added as
+    nullable columns in it, a changed column type raises ``IcebergSchemaConflict`` and commits nothing.
+    ``properties`` go into the snapshot summary.
+    """
+    from pyiceberg.expressions import AlwaysTrue
+    from pyiceberg.io.pyarrow import _check_pyarrow_schema_compatible, _dataframe_to_data_files
+
+    target = normalize_schema(schema)
+    tables.ensure_table(name, target, partition_by)
+    identifier = tables.identifier(name)
+
+    def apply(table: Table, snapshot_properties: dict[str, str]) -> tuple[str, ...]:
+        new_columns = _check_schema(identifier, table, target)
+        summary = {**(properties or {}), **snapshot_properties}
+        with table.transaction() as tx:
+            if new_columns or _nested_differs(table, target):
+                with tx.update_schema() as update:
+                    update.union_by_name(_new_fields_nullable(target, new_columns))
+            with warnings.catch_warnings():
+                warnings.filterwarnings("ignore", message=_NO_MATCH_WARNING)
+                tx.delete(AlwaysTrue(), snapshot_properties=summary)
+            with tx.update_snapshot(snapshot_properties=summary).fast_append() as append:
+                for part in parts():
+                    rows = _cast_to(tx, normalize_table(part))
+                    if not rows.num_rows:
+                        continue
+                    _check_pyarrow_schema_compatible(
+                        tx.table_metadata.schema(),
+                        provided_schema=rows.schema,
+                        format_version=tx.table_metadata.format_version,
+                    )
+                    for data_file in _dataframe_to_data_files(
+                        table_metadata=tx.table_metadata, write_uuid=append.commit_uuid, df=rows, io=table.io
+                    ):
+                        append.append_data_file(data_file)
+        return new_columns
+
+    return tables._commit(name, apply)

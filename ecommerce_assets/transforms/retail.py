@@ -19,11 +19,17 @@ without a trailing ``.0`` (blank -> ``UNKNOWN``), ``"`` removed and ``,``/tab/li
 description and country, ``total_sales = quantity * unitprice``, ``invoice_date`` and ``invoice_month``
 (``YYYY-MM``, the partition key). Text that starts with ``=``, ``+``, ``-``
 or ``@`` is data and kept as it is; a CSV written for people neutralises it (``files.csv_for_people``).
+
+The cleaned zone is the Apache Iceberg table ``online_retail_cleaned`` (``TABLE``, identity-partitioned on
+``invoice_month``): ``clean`` with ``tables`` replaces all of its rows in one commit, one month's Arrow data at a
+time; without ``tables`` (the benches, the rule tests) the kept rows go to plain Hive-partitioned Parquet. The
+quarantine is one plain Parquet file either way. ``register_cleaned`` binds the view the star schema and the
+checks read: the table's current snapshot (``iceberg_scan``), or a Parquet glob.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -40,6 +46,9 @@ from ecommerce_assets.transforms.order_lines import UNKNOWN_CUSTOMER as UNKNOWN_
 
 if TYPE_CHECKING:
     import duckdb
+    import pyarrow as pa
+
+    from ecommerce_assets.storage.iceberg import IcebergCommit, IcebergTables
 
 SOURCE_COLUMNS = [
     "invoiceno", "stockcode", "description", "quantity", "invoicedate", "unitprice", "customerid", "country",
@@ -67,6 +76,8 @@ CONTROL_CHARACTERS = r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x{9f}\x{202a}-\x{202e}\x
 # in invoiceno, stockcode and customerid a tab or a line break is a control character too
 CONTROL_CHARACTERS_IN_IDS = CONTROL_CHARACTERS[:-1] + r"\t\r\n]"
 STAR_TABLES = ("customers", "products", "sales_transactions")
+TABLE = "online_retail_cleaned"  # the Iceberg table of the cleaned zone (files below ``processed/<TABLE>/``)
+PARTITION_BY = ("invoice_month",)  # identity partition: ``YYYY-MM``
 
 
 @dataclass
@@ -74,6 +85,8 @@ class CleanResult:
     rows_in: int
     rows_out: int
     removed: dict[str, int] = field(default_factory=dict)
+    commit: IcebergCommit | None = None  # the Iceberg commit that replaced the cleaned rows (``tables`` given)
+    months: list[str] = field(default_factory=list)  # the invoice months the cleaned rows fall in
 
     @property
     def reconciles(self) -> bool:
@@ -313,27 +326,83 @@ WHERE _rule IS NOT NULL
 """
 
 
-def clean(con: duckdb.DuckDBPyConnection, cleaned_uri: str, quarantine_uri: str) -> CleanResult:
-    """Write the rows ``load_source`` ruled: cleaned Parquet (Hive-partitioned by ``invoice_month``,
-    ``YYYY-MM``: the lake's layout rule, files of tens of MB at the data's scale rather than one folder a day) and
-    the quarantined rows (with rule and field) as one Parquet file."""
+def clean(
+    con: duckdb.DuckDBPyConnection,
+    cleaned_uri: str | None,
+    quarantine_uri: str,
+    *,
+    tables: IcebergTables | None = None,
+    properties: dict[str, str] | None = None,
+) -> CleanResult:
+    """Write the rows ``load_source`` ruled: the kept rows and the quarantined ones (with rule and field, one
+    Parquet file at ``quarantine_uri``).
+
+    With ``tables`` the kept rows replace ALL rows of the Iceberg table ``online_retail_cleaned`` in one commit
+    (``replace_all_rows``: the zone is rebuilt whole from raw, so a month no longer in the source is dropped and a
+    re-run gives the same rows); each month is fetched as Arrow and written before the next, so the rows are never
+    held twice (the engine's ruled table plus one month). ``properties`` go into the snapshot summary;
+    ``result.commit`` says what the commit did. Without ``tables`` they go to Parquet below ``cleaned_uri``,
+    Hive-partitioned by ``invoice_month`` (``YYYY-MM``: files of tens of MB at the data's scale rather than one
+    folder a day)."""
     rows_in = int(con.execute("SELECT count(*) FROM retail_ruled").fetchone()[0])
     counts = dict(con.execute("SELECT coalesce(_rule, ''), count(*) FROM retail_ruled GROUP BY 1").fetchall())
     rows_out = int(counts.pop("", 0))
     removed = {rule: int(counts.get(rule, 0)) for rule in RULES}
-    con.execute(
-        f"COPY ({_CLEAN_SELECT}) TO ? (FORMAT parquet, PARTITION_BY (invoice_month), OVERWRITE_OR_IGNORE, "  # noqa: S608
-        "FILENAME_PATTERN 'part_{i}', COMPRESSION zstd)",
-        [cleaned_uri],
-    )
+    result = CleanResult(rows_in=rows_in, rows_out=rows_out, removed=removed)
+    result.months = [m for (m,) in con.execute(
+        f"SELECT DISTINCT invoice_month FROM ({_CLEAN_SELECT}) ORDER BY 1"  # noqa: S608
+    ).fetchall()]
+    if tables is not None:
+        result.commit = _commit_cleaned(con, tables, result.months, properties or {})
+    elif cleaned_uri is not None:
+        con.execute(
+            f"COPY ({_CLEAN_SELECT}) TO ? (FORMAT parquet, PARTITION_BY (invoice_month), OVERWRITE_OR_IGNORE, "  # noqa: S608
+            "FILENAME_PATTERN 'part_{i}', COMPRESSION zstd)",
+            [cleaned_uri],
+        )
+    else:
+        raise ValueError("clean needs the Iceberg tables or a Parquet folder for the cleaned rows")
     con.execute(f"COPY ({_QUARANTINE_SELECT}) TO ? (FORMAT parquet, COMPRESSION zstd)", [quarantine_uri])  # noqa: S608
     con.execute("DROP TABLE retail_ruled")
-    return CleanResult(rows_in=rows_in, rows_out=rows_out, removed=removed)
+    return result
 
 
-def register_cleaned(con: duckdb.DuckDBPyConnection, cleaned_glob: str, name: str = "cleaned") -> None:
-    """Expose the cleaned zone (Parquet, Hive-partitioned by invoice_month) as the view ``name``."""
-    con.read_parquet(cleaned_glob, hive_partitioning=True).create_view(name, replace=True)
+def _commit_cleaned(
+    con: duckdb.DuckDBPyConnection, tables: IcebergTables, months: Sequence[str], properties: dict[str, str]
+) -> IcebergCommit:
+    """Replace every row of the Iceberg table with the kept rows of ``retail_ruled``, one month at a time."""
+    from ecommerce_assets.storage.iceberg import replace_all_rows
+
+    schema = con.execute(f"SELECT * FROM ({_CLEAN_SELECT}) LIMIT 0").to_arrow_table().schema  # noqa: S608
+    month_sql = f"SELECT * FROM ({_CLEAN_SELECT}) WHERE invoice_month = ?"  # noqa: S608
+
+    def parts() -> Iterator[pa.Table]:
+        for month in months:
+            yield con.execute(month_sql, [month]).to_arrow_table()
+
+    return replace_all_rows(
+        tables, TABLE, schema, parts, PARTITION_BY,
+        properties={"ecommerce.months": ",".join(months), **properties},
+    )
+
+
+def register_cleaned(
+    con: duckdb.DuckDBPyConnection, source: IcebergTables | str, name: str = "cleaned"
+) -> str:
+    """Expose the cleaned zone as the view ``name``; return what it reads.
+
+    ``source`` is one of: the Iceberg tables (the view reads ``online_retail_cleaned`` at its current snapshot,
+    through ``iceberg_scan`` of its current ``metadata.json``, which is returned); one ``*.metadata.json`` of that
+    table (that snapshot, whatever commits come after); a glob of plain Parquet, Hive-partitioned by
+    ``invoice_month`` (``clean`` without tables). ``con`` is the lake's engine (for an S3 lake it reads S3)."""
+    if isinstance(source, str) and not source.endswith(".metadata.json"):
+        con.read_parquet(source, hive_partitioning=True).create_view(name, replace=True)
+        return source
+    from ecommerce_assets.storage.iceberg import create_scan_view
+
+    location = source if isinstance(source, str) else source.metadata_location(TABLE)
+    create_scan_view(con, name, location)
+    return location
 
 
 STAR_SQL: dict[str, str] = {

@@ -1,23 +1,34 @@
-"""Online Retail assets: raw registration, cleaning with quarantine, and the ``gold`` star schema."""
+"""Online Retail assets: raw registration, cleaning with quarantine, and the ``gold`` star schema.
+
+``online_retail/cleaned`` replaces every row of the Iceberg table ``online_retail_cleaned`` (identity-partitioned
+on ``invoice_month``; ``storage.iceberg``: a SQLite catalog locally, Glue on AWS) in one commit and re-points
+``lake.online_retail_cleaned`` at it; the star schema and the cleaned checks read the table's current snapshot.
+"""
 
 
 import json
 from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
 import dagster as dg
 
 from ecommerce_assets.lib.metadata import registration_metadata, table_metadata, warehouse_table_metadata
 from ecommerce_assets.storage import zones
+from ecommerce_assets.storage.iceberg import IcebergCommit, IcebergTables
 from ecommerce_assets.storage.lake import Lake
 from ecommerce_assets.storage.registration import current_raw_files, register_landed
+from ecommerce_assets.storage.table_catalog import TableCatalog
 from ecommerce_assets.storage.warehouses.base import Warehouse
 from ecommerce_assets.transforms import retail
 from ecommerce_assets.transforms.files import BadFileError, open_csv
 
+if TYPE_CHECKING:
+    import duckdb
+
 GROUP = "online_retail"
 LANDING = zones.RETAIL_LANDING
 RAW = zones.RETAIL_RAW
-CLEANED = zones.RETAIL_CLEANED
+CLEANED = zones.RETAIL_CLEANED  # the plain Parquet layout before Iceberg: removed by the next cleaning run
 CLEANED_MANIFEST = zones.RETAIL_CLEANED_MANIFEST
 GOLD = zones.RETAIL_GOLD
 QUARANTINE_ROWS = zones.RETAIL_QUARANTINE_ROWS
@@ -26,10 +37,16 @@ SUFFIXES = (".csv", ".txt", ".csv.gz")
 
 RAW_KEY = dg.AssetKey(["online_retail", "raw"])
 CLEANED_KEY = dg.AssetKey(["online_retail", "cleaned"])
+CATALOG_TABLE = retail.TABLE  # lake.online_retail_cleaned locally; on AWS the Glue Iceberg table of that name
 
 
-def cleaned_glob(lake: Lake) -> str:
-    return lake.uri(CLEANED + "*/*.parquet")
+def bind_cleaned(con: "duckdb.DuckDBPyConnection", iceberg: IcebergTables) -> str:
+    """The view ``cleaned`` of ``con`` over the Iceberg table's current snapshot; return its metadata file.
+
+    ``dg.Failure`` when the table does not exist or has never been written (the cleaning step has not run)."""
+    if iceberg.current_snapshot_id(retail.TABLE) is None:
+        raise dg.Failure(description=f"no cleaned Online Retail rows yet: the Iceberg table {retail.TABLE} is empty")
+    return retail.register_cleaned(con, iceberg)
 
 
 @dg.asset(
@@ -52,16 +69,25 @@ def online_retail_raw(context: dg.AssetExecutionContext, lake: dg.ResourceParam[
     key=CLEANED_KEY,
     deps=[RAW_KEY],
     group_name=GROUP,
-    kinds={"duckdb", "parquet"},
+    kinds={"duckdb", "iceberg"},
     description=(
-        "The raw files cleaned by the users' rules (see `ecommerce_assets.transforms.retail`), as Parquet in "
-        "`processed/online_retail/cleaned/`, Hive-partitioned by `invoice_month` (`YYYY-MM`). Every removed row is in "
-        "`quarantine/online_retail/rows/` with its rule, file and row; a file that cannot be read (not CSV, "
-        "missing column, unknown encoding) is copied whole to `quarantine/online_retail/files/` with its reason "
-        "and the other files go on. Rows in = rows out + rows removed per rule."
+        "The raw files cleaned by the users' rules (see `ecommerce_assets.transforms.retail`), as the Iceberg table "
+        "`online_retail_cleaned` (files below `processed/online_retail_cleaned/`, identity-partitioned on "
+        "`invoice_month`, `YYYY-MM`). The zone is rebuilt whole from raw: each run replaces ALL of the table's rows "
+        "in ONE commit (every month present; a month no longer in the source is dropped; a re-run gives the same "
+        "rows and one more snapshot). Every removed row is in `quarantine/online_retail/rows/` with its rule, file "
+        "and row; a file that cannot be read (not CSV, missing column, unknown encoding) is copied whole to "
+        "`quarantine/online_retail/files/` with its reason and the other files go on. Rows in = rows out + rows "
+        "removed per rule. Queryable as `lake.online_retail_cleaned` (a DuckDB view over the current snapshot "
+        "locally, re-pointed after each commit; the Glue Iceberg table in aws mode)."
     ),
 )
-def online_retail_cleaned(context: dg.AssetExecutionContext, lake: dg.ResourceParam[Lake]) -> dg.MaterializeResult:
+def online_retail_cleaned(
+    context: dg.AssetExecutionContext,
+    lake: dg.ResourceParam[Lake],
+    table_catalog: dg.ResourceParam[TableCatalog],
+    iceberg: dg.ResourceParam[IcebergTables],
+) -> dg.MaterializeResult:
     raw_files = current_raw_files(lake, RAW)
     good, labels, bad = [], [], []
     for obj in raw_files:
@@ -88,9 +114,15 @@ def online_retail_cleaned(context: dg.AssetExecutionContext, lake: dg.ResourcePa
             metadata={"quarantined_files": dg.MetadataValue.json(bad)},
         )
 
-    # written aside and published whole: a reader (or a crash) never sees a half-written zone
-    with lake.writing(CLEANED) as cleaned_uri, lake.writing(QUARANTINE_ROWS) as quarantine_uri:
-        result = retail.clean(con, cleaned_uri, quarantine_uri)
+    # the cleaned rows: one Iceberg commit (readers see the old rows or the new, never a mix); the quarantine is
+    # written aside and published whole
+    with lake.writing(QUARANTINE_ROWS) as quarantine_uri:
+        result = retail.clean(
+            con, None, quarantine_uri, tables=iceberg, properties={"dagster.run-id": context.run.run_id}
+        )
+    commit = result.commit
+    assert commit is not None  # clean with tables always commits
+    lake.delete_prefix(CLEANED)  # plain Parquet of the layout before Iceberg: no reader looks there any more
     manifest = {
         "rows_in": result.rows_in,
         "rows_out": result.rows_out,
@@ -101,16 +133,26 @@ def online_retail_cleaned(context: dg.AssetExecutionContext, lake: dg.ResourcePa
     lake.write_bytes(CLEANED_MANIFEST, json.dumps(manifest, indent=2).encode())
     con.close()  # read back on a fresh connection: a listing on the writer's connection can stall on S3
     con = lake.engine()
-    retail.register_cleaned(con, cleaned_glob(lake))
-    preview = con.execute("SELECT * FROM cleaned ORDER BY invoicedate, invoiceno LIMIT 10").to_arrow_table()
+    try:
+        # the rows of this commit's snapshot (its metadata file), whatever commits come after
+        retail.register_cleaned(con, commit.metadata_location)
+        preview = con.execute("SELECT * FROM cleaned ORDER BY invoicedate, invoiceno LIMIT 10").to_arrow_table()
+    finally:
+        con.close()
+    registration = table_catalog.register_iceberg_table(
+        iceberg, retail.TABLE, table_catalog.default_database, CATALOG_TABLE
+    )
     if not result.reconciles:
         raise dg.Failure(description=f"counts do not reconcile: {manifest}")
     return dg.MaterializeResult(
         metadata=table_metadata(
             result.rows_out,
             preview,
-            uri=lake.uri(CLEANED),
+            uri=iceberg.location(retail.TABLE),
             extra={
+                **iceberg_commit_metadata(commit),
+                "invoice_months": dg.MetadataValue.json(result.months),
+                "catalog": dg.MetadataValue.json(registration),
                 "rows_in": result.rows_in,
                 "rows_out": result.rows_out,
                 "rows_removed": sum(result.removed.values()),
@@ -121,6 +163,23 @@ def online_retail_cleaned(context: dg.AssetExecutionContext, lake: dg.ResourcePa
             },
         )
     )
+
+
+def iceberg_commit_metadata(commit: IcebergCommit) -> dict[str, dg.MetadataValue]:
+    """What one Iceberg commit did, as asset metadata (the snapshot to time-travel or roll back to)."""
+    return {
+        "iceberg/table": dg.MetadataValue.text(commit.table),
+        # a snapshot id is a 64-bit number: as text, so that no JSON reader rounds it
+        "iceberg/snapshot_id": dg.MetadataValue.text(str(commit.snapshot_id)),
+        "iceberg/data_files_added": dg.MetadataValue.int(commit.added_data_files),
+        "iceberg/bytes_added": dg.MetadataValue.int(commit.added_files_size),
+        "iceberg/records_added": dg.MetadataValue.int(commit.added_records),
+        "iceberg/records_deleted": dg.MetadataValue.int(commit.deleted_records),
+        "iceberg/total_records": dg.MetadataValue.int(commit.total_records),
+        "iceberg/new_columns": dg.MetadataValue.json(list(commit.new_columns)),
+        "iceberg/metadata_location": dg.MetadataValue.path(commit.metadata_location),
+        "iceberg/commit_attempts": dg.MetadataValue.int(commit.attempts),
+    }
 
 
 GOLD_DESCRIPTIONS = {
@@ -149,13 +208,17 @@ GOLD_DESCRIPTIONS = {
     name="gold_star_schema",
 )
 def gold_star_schema(
-    context: dg.AssetExecutionContext, lake: dg.ResourceParam[Lake], warehouse: dg.ResourceParam[Warehouse]
+    context: dg.AssetExecutionContext,
+    lake: dg.ResourceParam[Lake],
+    warehouse: dg.ResourceParam[Warehouse],
+    iceberg: dg.ResourceParam[IcebergTables],
 ) -> Iterator[dg.MaterializeResult]:
-    """The star schema from the cleaned zone, one step: the cleaned zone is opened once, each selected table is
-    written as Parquet (published whole) and loaded into ``gold.<table>``, and its row count is checked."""
+    """The star schema from the cleaned zone, one step: the Iceberg table's current snapshot is opened once, each
+    selected table is written as Parquet (published whole) and loaded into ``gold.<table>``, and its row count is
+    checked."""
     con = lake.engine()
     try:
-        retail.register_cleaned(con, cleaned_glob(lake))
+        source = bind_cleaned(con, iceberg)
         for table in GOLD_DESCRIPTIONS:  # dimensions first, the fact table last
             key = dg.AssetKey(["gold", table])
             if key not in context.selected_asset_keys:
@@ -170,7 +233,10 @@ def gold_star_schema(
             yield dg.MaterializeResult(
                 asset_key=key,
                 metadata=warehouse_table_metadata(
-                    warehouse, f"gold.{table}", extra={"parquet_uri": dg.MetadataValue.path(out)}
+                    warehouse, f"gold.{table}", extra={
+                        "parquet_uri": dg.MetadataValue.path(out),
+                        "iceberg/metadata_location": dg.MetadataValue.path(source),
+                    }
                 ),
             )
     finally:

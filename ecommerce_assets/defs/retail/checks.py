@@ -1,6 +1,7 @@
 """Quality gates of the Online Retail pipeline.
 
-The checks on the cleaned zone are blocking: when one fails, the star schema is not built in that run. Each
+The checks on the cleaned zone read the Iceberg table ``online_retail_cleaned`` at its current snapshot and are
+blocking: when one fails, the star schema is not built in that run. Each
 group of checks is one step over one engine (``dg.multi_asset_check``): the cleaned zone and the gold tables are
 opened once, not once per check, and a catch-up pays one step's overhead for the gates, not five.
 """
@@ -16,9 +17,10 @@ from ecommerce_assets.defs.retail.assets import (
     CLEANED_MANIFEST,
     GOLD,
     QUARANTINE_ROWS,
-    cleaned_glob,
+    bind_cleaned,
 )
 from ecommerce_assets.lib import quality
+from ecommerce_assets.storage.iceberg import IcebergTables
 from ecommerce_assets.storage.lake import Lake
 from ecommerce_assets.transforms import retail
 
@@ -88,10 +90,12 @@ def _counts_reconcile(lake: Lake, con: "duckdb.DuckDBPyConnection") -> dg.AssetC
     can_subset=True,
     description="The gates of the cleaned zone, in one pass over it.",
 )
-def cleaned_checks(context: dg.AssetCheckExecutionContext, lake: dg.ResourceParam[Lake]) -> Iterator[dg.AssetCheckResult]:
+def cleaned_checks(
+    context: dg.AssetCheckExecutionContext, lake: dg.ResourceParam[Lake], iceberg: dg.ResourceParam[IcebergTables]
+) -> Iterator[dg.AssetCheckResult]:
     con = lake.engine()
     try:
-        retail.register_cleaned(con, cleaned_glob(lake))
+        bind_cleaned(con, iceberg)
         yield from _selected(context, {
             "no_null_invoiceno": lambda: quality.no_nulls(con, "cleaned", "invoiceno"),
             "positive_quantity": lambda: quality.all_positive(con, "cleaned", "quantity", "invoiceno"),
