@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 import dagster as dg
 
+from ecommerce_assets.storage.iceberg import IcebergCommit
 from ecommerce_assets.storage.lake import Lake
 from ecommerce_assets.storage.registration import Registration
 
@@ -82,4 +83,30 @@ def registration_metadata(reg: Registration, lake: Lake, raw_prefix: str) -> dic
         "raw_files": len(reg.raw_files),
         "raw_bytes": sum(o.size for o in reg.raw_files),
         "dagster/uri": dg.MetadataValue.path(lake.uri(raw_prefix)),
+    }
+
+
+def iceberg_commit_metadata(commit: IcebergCommit) -> dict[str, Any]:
+    """What one Iceberg commit did, as asset metadata: the snapshot to time-travel or roll back to, the files and
+    bytes it added, and the table's column schema as Iceberg has it after the commit (the asset page shows it)."""
+    return {
+        "iceberg/table": dg.MetadataValue.text(commit.table),
+        # a snapshot id is a 64-bit number: as text, so that no JSON reader rounds it
+        "iceberg/snapshot_id": dg.MetadataValue.text(str(commit.snapshot_id)),
+        "iceberg/data_files_added": dg.MetadataValue.int(commit.added_data_files),
+        "iceberg/bytes_added": dg.MetadataValue.int(commit.added_files_size),
+        "iceberg/records_added": dg.MetadataValue.int(commit.added_records),
+        "iceberg/records_deleted": dg.MetadataValue.int(commit.deleted_records),
+        "iceberg/total_records": dg.MetadataValue.int(commit.total_records),
+        "iceberg/new_columns": dg.MetadataValue.json(list(commit.new_columns)),
+        "iceberg/metadata_location": dg.MetadataValue.path(commit.metadata_location),
+        "iceberg/commit_attempts": dg.MetadataValue.int(commit.attempts),
+        **(
+            {"dagster/column_schema": dg.TableSchema(columns=[
+                dg.TableColumn(name=name, type=type_, constraints=dg.TableColumnConstraints(nullable=not required))
+                for name, type_, required in commit.columns
+            ])}
+            if commit.columns
+            else {}
+        ),
     }

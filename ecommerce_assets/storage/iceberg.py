@@ -81,6 +81,7 @@ class IcebergCommit:
     new_columns: tuple[str, ...]
     metadata_location: str
     attempts: int
+    columns: tuple[tuple[str, str, bool], ...] = ()  # the table's schema after the commit: (name, type, required)
 
 
 @dataclass(frozen=True)
@@ -467,12 +468,17 @@ class IcebergTables(StorageModel):
         table.manage_snapshots().set_current_snapshot(snapshot_id).commit()
         return _plain(table.metadata_location)
 
-    def data_files(self, name: str, snapshot_id: int | None = None) -> list[str]:
-        """The Parquet files that make up the table now (or at ``snapshot_id``); writes are copy-on-write."""
+    def data_files(
+        self, name: str, snapshot_id: int | None = None, partition: Mapping[str, Any] | None = None
+    ) -> list[str]:
+        """The Parquet files that make up the table now (or at ``snapshot_id``), or only those of one
+        ``partition`` (column -> value). Writes are copy-on-write (no delete files), so these files ARE the rows:
+        a warehouse load reads them to load the table "as of" a snapshot."""
         table = self.load(name)
-        return sorted(
-            _plain(task.file.file_path) for task in table.scan(snapshot_id=snapshot_id).plan_files()
+        scan = table.scan(
+            snapshot_id=snapshot_id, **({"row_filter": _partition_filter([dict(partition)])} if partition else {})
         )
+        return sorted(_plain(task.file.file_path) for task in scan.plan_files())
 
     def read(self, name: str, snapshot_id: int | None = None) -> pa.Table:
         """The table's rows now (or at ``snapshot_id``, with that snapshot's columns)."""
@@ -651,6 +657,7 @@ def _commit_info(
         new_columns=new_columns,
         metadata_location=_plain(table.metadata_location),
         attempts=attempts,
+        columns=tuple((f.name, str(f.field_type), f.required) for f in table.schema().fields),
     )
 
 

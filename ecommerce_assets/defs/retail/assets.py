@@ -12,9 +12,14 @@ from typing import TYPE_CHECKING
 
 import dagster as dg
 
-from ecommerce_assets.lib.metadata import registration_metadata, table_metadata, warehouse_table_metadata
+from ecommerce_assets.lib.metadata import (
+    iceberg_commit_metadata,
+    registration_metadata,
+    table_metadata,
+    warehouse_table_metadata,
+)
 from ecommerce_assets.storage import zones
-from ecommerce_assets.storage.iceberg import IcebergCommit, IcebergTables
+from ecommerce_assets.storage.iceberg import IcebergTables
 from ecommerce_assets.storage.lake import Lake
 from ecommerce_assets.storage.registration import current_raw_files, register_landed
 from ecommerce_assets.storage.table_catalog import TableCatalog
@@ -163,23 +168,6 @@ def online_retail_cleaned(
             },
         )
     )
-
-
-def iceberg_commit_metadata(commit: IcebergCommit) -> dict[str, dg.MetadataValue]:
-    """What one Iceberg commit did, as asset metadata (the snapshot to time-travel or roll back to)."""
-    return {
-        "iceberg/table": dg.MetadataValue.text(commit.table),
-        # a snapshot id is a 64-bit number: as text, so that no JSON reader rounds it
-        "iceberg/snapshot_id": dg.MetadataValue.text(str(commit.snapshot_id)),
-        "iceberg/data_files_added": dg.MetadataValue.int(commit.added_data_files),
-        "iceberg/bytes_added": dg.MetadataValue.int(commit.added_files_size),
-        "iceberg/records_added": dg.MetadataValue.int(commit.added_records),
-        "iceberg/records_deleted": dg.MetadataValue.int(commit.deleted_records),
-        "iceberg/total_records": dg.MetadataValue.int(commit.total_records),
-        "iceberg/new_columns": dg.MetadataValue.json(list(commit.new_columns)),
-        "iceberg/metadata_location": dg.MetadataValue.path(commit.metadata_location),
-        "iceberg/commit_attempts": dg.MetadataValue.int(commit.attempts),
-    }
 
 
 GOLD_DESCRIPTIONS = {

@@ -14,10 +14,15 @@ import datetime as dt
 
 import dagster as dg
 
-from ecommerce_assets.lib.metadata import registration_metadata, table_metadata, warehouse_table_metadata
+from ecommerce_assets.lib.metadata import (
+    iceberg_commit_metadata,
+    registration_metadata,
+    table_metadata,
+    warehouse_table_metadata,
+)
 from ecommerce_assets.settings import get_settings
 from ecommerce_assets.storage import zones
-from ecommerce_assets.storage.iceberg import IcebergCommit, IcebergTables, create_scan_view
+from ecommerce_assets.storage.iceberg import IcebergTables, create_scan_view
 from ecommerce_assets.storage.lake import Lake
 from ecommerce_assets.storage.registration import current_raw_files, register_landed
 from ecommerce_assets.storage.table_catalog import TableCatalog
@@ -158,23 +163,6 @@ def transactions(
             ),
         ],
     )
-
-
-def iceberg_commit_metadata(commit: IcebergCommit) -> dict[str, dg.MetadataValue]:
-    """What one Iceberg commit did, as asset metadata (the snapshot to time-travel or roll back to)."""
-    return {
-        "iceberg/table": dg.MetadataValue.text(commit.table),
-        # a snapshot id is a 64-bit number: as text, so that no JSON reader rounds it
-        "iceberg/snapshot_id": dg.MetadataValue.text(str(commit.snapshot_id)),
-        "iceberg/data_files_added": dg.MetadataValue.int(commit.added_data_files),
-        "iceberg/bytes_added": dg.MetadataValue.int(commit.added_files_size),
-        "iceberg/records_added": dg.MetadataValue.int(commit.added_records),
-        "iceberg/records_deleted": dg.MetadataValue.int(commit.deleted_records),
-        "iceberg/total_records": dg.MetadataValue.int(commit.total_records),
-        "iceberg/new_columns": dg.MetadataValue.json(list(commit.new_columns)),
-        "iceberg/metadata_location": dg.MetadataValue.path(commit.metadata_location),
-        "iceberg/commit_attempts": dg.MetadataValue.int(commit.attempts),
-    }
 
 
 # refresh after any new partition of `transactions`; unlike plain eager(), do not wait for the
