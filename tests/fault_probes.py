@@ -130,9 +130,12 @@ def wait_backends_gone(monitor: Any, database: str, timeout: float = 30.0) -> li
 
 
 # --- an S3 lake on moto ------------------------------------------------------------------------------------
-def s3_lake_figures(endpoint: str, bucket: str, prefix: str, region: str = "us-east-1") -> dict[str, Any]:
-    """The lake's datasets below ``s3://bucket/prefix/``: Parquet rows of the cleaned zone (all its files
-    together: one statement writes them), of each gold file and of the quarantine; the raw and landing file
+def s3_lake_figures(
+    endpoint: str, bucket: str, prefix: str, region: str = "us-east-1", glue_database: str | None = None
+) -> dict[str, Any]:
+    """The lake's datasets below ``s3://bucket/prefix/``: the rows of each Iceberg table at the snapshot the Glue
+    database ``glue_database`` points at (its folder's files are not figures: a killed writer leaves files no
+    snapshot references), Parquet rows of each gold file and of the quarantine; the raw and landing file
     counts; the quarantined files; in-flight (``.tmp-``) objects left."""
     import boto3
     import pyarrow as pa
@@ -147,9 +150,26 @@ def s3_lake_figures(endpoint: str, bucket: str, prefix: str, region: str = "us-e
         keys += [o["Key"][len(root) :] for o in page.get("Contents", [])]
     out: dict[str, Any] = {"in-flight objects": sorted(k for k in keys if "/.tmp-" in f"/{k}")}
     counted: dict[str, int] = {}
+    tables = sorted({k.split("/")[1] for k in keys if k.startswith("processed/") and k.endswith(".metadata.json")})
+    if tables and glue_database:
+        from pyiceberg.catalog.glue import GlueCatalog
+
+        glue = GlueCatalog(
+            "figures", **{"glue.endpoint": endpoint, "s3.endpoint": endpoint, "glue.region": region,
+                          "s3.region": region, "glue.access-key-id": "testing", "glue.secret-access-key": "testing",
+                          "s3.access-key-id": "testing", "s3.secret-access-key": "testing"}
+        )
+        for name in tables:
+            if not glue.table_exists(f"{glue_database}.{name}"):
+                continue
+            table = glue.load_table(f"{glue_database}.{name}")
+            if table.current_snapshot() is not None:
+                counted[f"iceberg {name} rows"] = sum(t.file.record_count for t in table.scan().plan_files())
     for key in sorted(keys):
         if "/.tmp-" in f"/{key}":
             continue
+        if key.startswith("processed/") and key.split("/")[1] in tables:
+            continue  # an Iceberg table's file: counted through the catalog above
         zone = key.split("/", 1)[0]
         if zone in ("landing", "raw") or key.startswith("quarantine/online_retail/files/"):
             unit = "/".join(key.split("/")[:2]) + " files"
@@ -163,8 +183,7 @@ def s3_lake_figures(endpoint: str, bucket: str, prefix: str, region: str = "us-e
         except Exception as exc:  # noqa: BLE001 - listed but not readable: what a reader would hit
             out.setdefault("unreadable objects", []).append(f"{key}: {type(exc).__name__}: {str(exc)[:200]}")
             continue
-        unit = "processed/online_retail/cleaned" if key.startswith("processed/online_retail/cleaned/") else key
-        counted[f"{unit} rows"] = counted.get(f"{unit} rows", 0) + rows
+        counted[f"{key} rows"] = counted.get(f"{key} rows", 0) + rows
     out.update(sorted(counted.items()))
     return out
 
@@ -245,7 +264,7 @@ def tmpfs_kib(folder: Path) -> int:
 
 
 def local_units(data_dir: Path) -> dict[str, Any]:
-    """The units of the Online Retail pipeline one write puts in place: the cleaned zone as a whole (rows),
+    """The units of the Online Retail pipeline one write puts in place: the cleaned Iceberg table (rows),
     each gold Parquet file (rows), the quarantined rows, each ``gold.*`` warehouse table (figures)."""
     import pyarrow.parquet as pq
 
@@ -253,12 +272,8 @@ def local_units(data_dir: Path) -> dict[str, Any]:
 
     lake = data_dir / "lake"
     units: dict[str, Any] = {}
-    cleaned = [
-        p
-        for p in faults.files_below(lake / "processed/online_retail/cleaned", ".parquet")
-        if not any(part.startswith(".tmp-") for part in p.parts)
-    ]
-    units["cleaned rows"] = sum(pq.read_metadata(p).num_rows for p in cleaned) if cleaned else None
+    cleaned = faults.iceberg_tables(data_dir).get("online_retail_cleaned")
+    units["cleaned rows"] = cleaned.rows if cleaned is not None else None  # the Iceberg table's current snapshot
     for p in sorted((lake / "processed/online_retail/gold").glob("*.parquet")):
         units[f"gold/{p.name} rows"] = pq.read_metadata(p).num_rows
     quarantine = lake / "quarantine/online_retail/rows/quarantined_rows.parquet"

@@ -14,6 +14,9 @@ and the figures a user would check afterwards (warehouse tables, lake datasets, 
   run happened (load timestamps, dbt snapshot validity). Two runs over the same input must give equal
   figures, however often they were killed.
 * ``unreadable_files(lake_dir)``: every Parquet / JSON file of the lake that a reader cannot open.
+* The processed zone's Iceberg tables (``processed/<table>/`` with ``data/`` and ``metadata/``) are read as a
+  reader reads them: through the data dir's catalog, at the current snapshot (``iceberg_tables``). The files in
+  their folders are not figures: a killed writer leaves data files no snapshot references, invisible to readers.
 """
 
 from __future__ import annotations
@@ -168,16 +171,82 @@ def is_temporary(path: Path) -> bool:
     return path.name.startswith(TMP_MARKERS) or any(part.startswith(".tmp-") for part in path.parts)
 
 
+# --- the processed zone's Iceberg tables -----------------------------------------------------------------
+@dataclass(frozen=True)
+class IcebergState:
+    """One Iceberg table as a reader sees it: its folder, and its current snapshot's data files and rows."""
+
+    folder: Path
+    data_files: tuple[Path, ...]
+    rows: int | None  # None: the table exists but no snapshot was ever committed (a reader sees no table yet)
+
+
+def _is_iceberg_folder(folder: Path) -> bool:
+    return any((folder / "metadata").glob("*.metadata.json")) if (folder / "metadata").is_dir() else False
+
+
+def iceberg_folders(lake_dir: Path) -> list[Path]:
+    """The folders of the processed zone that hold an Iceberg table (``metadata/*.metadata.json`` below them)."""
+    processed = lake_dir / "processed"
+    return sorted(p for p in processed.glob("*") if p.is_dir() and _is_iceberg_folder(p)) if processed.is_dir() else []
+
+
+def iceberg_tables(data_dir: Path) -> dict[str, IcebergState]:
+    """Every table of the data dir's local Iceberg catalog (``iceberg_catalog.db``), read at the snapshot the
+    catalog points at, exactly as DuckDB's ``iceberg_scan`` or pyiceberg would."""
+    import sqlite3
+
+    from pyiceberg.table import StaticTable
+
+    path = data_dir / "iceberg_catalog.db"
+    if not path.exists():
+        return {}
+    con = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    try:
+        rows = con.execute("SELECT table_name, metadata_location FROM iceberg_tables ORDER BY 1").fetchall()
+    finally:
+        con.close()
+    out: dict[str, IcebergState] = {}
+    for name, location in rows:
+        table = StaticTable.from_metadata(location)
+        folder = Path(table.location().removeprefix("file://"))
+        if table.current_snapshot() is None:
+            out[name] = IcebergState(folder, (), None)
+            continue
+        tasks = list(table.scan().plan_files())
+        out[name] = IcebergState(
+            folder,
+            tuple(Path(t.file.file_path.removeprefix("file://")) for t in tasks),
+            sum(t.file.record_count for t in tasks),
+        )
+    return out
+
+
+def _in_iceberg_folder(path: Path, folders: list[Path]) -> bool:
+    return any(path.is_relative_to(f) for f in folders)
+
+
 # --- what a reader sees -------------------------------------------------------------------------------
 def unreadable_files(lake_dir: Path) -> list[str]:
     """Every Parquet, JSON-lines and JSON file of the lake's read zones that cannot be read whole, with the
-    reason (DuckDB's own ``tmp_`` names included: a ``*.parquet`` glob would see them)."""
+    reason (DuckDB's own ``tmp_`` names included: a ``*.parquet`` glob would see them). For an Iceberg table:
+    the data files of its current snapshot."""
     bad = []
+    tables = iceberg_tables(lake_dir.parent)
+    for name, state in tables.items():
+        for path in state.data_files:
+            try:
+                pq.read_table(path)
+            except Exception as exc:  # noqa: BLE001 - every failure is a finding, named
+                bad.append(f"iceberg {name} {path.name}: {type(exc).__name__}: {str(exc)[:200]}")
+    folders = iceberg_folders(lake_dir)
     for path in files_below(lake_dir):
         rel = path.relative_to(lake_dir)
         if rel.parts[0] in ("landing", "raw", "intermediate") or any(p.startswith(".tmp-") for p in rel.parts):
             continue  # the users' bytes as they arrived (inbox and raw copies, e.g. JSON lines named .json); the
             # product's scratch zone and in-flight names, which no reader lists
+        if _in_iceberg_folder(path, folders):
+            continue  # read above, through the catalog
         name = path.name
         try:
             if name.endswith(".parquet"):
@@ -206,18 +275,20 @@ def dataset_rows(folder: Path) -> int | None:
     return sum(pq.read_metadata(p).num_rows for p in files)
 
 
-WHOLE_UNITS = ("processed/online_retail/cleaned/",)  # one statement writes every file below these
-
-
 def lake_units(lake_dir: Path) -> dict[str, int]:
     """What one write puts in place, with its rows: every Parquet / JSON-lines file of the processed,
-    quarantine and archive zones (DuckDB's ``tmp_`` names included: a glob reader sees them), except the folders of
-    ``WHOLE_UNITS``, each counted as one unit."""
-    units: dict[str, int] = {}
+    quarantine and archive zones (DuckDB's ``tmp_`` names included: a glob reader sees them), and every Iceberg
+    table as one unit (``iceberg <table>``: the rows of its current snapshot; absent until its first commit)."""
+    units: dict[str, int] = {
+        f"iceberg {name}": state.rows for name, state in iceberg_tables(lake_dir.parent).items() if state.rows is not None
+    }
+    folders = iceberg_folders(lake_dir)
     for zone in ("processed", "quarantine", "archive"):
         for path in files_below(lake_dir / zone):
             if any(p.startswith(".tmp-") for p in path.relative_to(lake_dir).parts):
                 continue  # an in-flight name (or below one): never listed by the lake, never matched by a glob
+            if _in_iceberg_folder(path, folders):
+                continue  # counted through the catalog
             rel = path.relative_to(lake_dir).as_posix()
             if path.name.endswith(".parquet"):
                 try:
@@ -228,8 +299,7 @@ def lake_units(lake_dir: Path) -> dict[str, int]:
                 rows = len(path.read_text(errors="replace").splitlines())
             else:
                 continue
-            unit = next((w for w in WHOLE_UNITS if rel.startswith(w)), rel)
-            units[unit] = units.get(unit, 0) + rows
+            units[rel] = units.get(rel, 0) + rows
     return units
 
 
@@ -300,10 +370,15 @@ def _rule_counts(parquet_files: list[Path]) -> dict[str, int]:
 
 def _lake_figures(lake: Path) -> dict[str, object]:
     """Per ``<zone>/<source>/`` (and ``<zone>/<source>/<dataset>/`` for processed): Parquet rows, JSON-lines
-    records and reason files."""
-    out: dict[str, object] = {}
+    records and reason files; per Iceberg table (``iceberg <table>``), its current snapshot's rows."""
+    out: dict[str, object] = {
+        f"iceberg {name}": {"rows": state.rows} for name, state in iceberg_tables(lake.parent).items()
+    }
+    folders = iceberg_folders(lake)
     for zone in ("raw", "processed", "quarantine", "archive"):
         for source in sorted(p for p in (lake / zone).glob("*") if p.is_dir()) if (lake / zone).is_dir() else []:
+            if source in folders:
+                continue  # an Iceberg table: its figure is its current snapshot's rows
             groups = [source] + sorted(p for p in source.glob("*") if p.is_dir() and zone == "processed"
                                        and not p.name.startswith(("date=", ".tmp-")))
             for folder in groups:

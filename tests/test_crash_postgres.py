@@ -68,7 +68,7 @@ class Deployment:
 
     def figures(self) -> dict[str, Any]:
         """Every figure of the warehouse and of the lake (in-flight objects left out: reported on their own)."""
-        lake = s3_lake_figures(self.endpoint, self.bucket, PREFIX)
+        lake = s3_lake_figures(self.endpoint, self.bucket, PREFIX, MOTO_REGION, self.env["ECOMMERCE_GLUE_DATABASE"])
         lake.pop("in-flight objects")
         return {
             **{f"warehouse {k}": v for k, v in pg_figures(self.dsn).items()},
@@ -104,6 +104,7 @@ def deployments(moto_endpoint: str, postgres_dsn: str, tmp_path: Path) -> Iterat
             AWS_REGION=MOTO_REGION,
             ECOMMERCE_WAREHOUSE="postgres",
             ECOMMERCE_WAREHOUSE_DSN=dsn,
+            ECOMMERCE_GLUE_DATABASE=f"lake_{database}",  # each deployment its own tables (moto's Glue is shared)
         )
         made.append(Deployment(name, moto_endpoint, bucket, database, dsn, env))
         return made[-1]

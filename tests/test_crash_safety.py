@@ -4,7 +4,7 @@ in the middle of each kind of write, then run again; every figure must equal an 
 Each kind of write is its own test, on a fresh data dir holding only its pipeline's input (as a user adopting
 that one pipeline would have it):
 
-* the Online Retail cleaned Parquet (the full UCI file; files appearing in the zone's in-flight folder);
+* the Online Retail cleaned Iceberg table (the full UCI file; its data files being written, before the commit);
 * a gold table load into DuckDB (``gold/sales_transactions.parquet`` being written, the warehouse WAL open);
 * a transactions date partition (one partition done, the next one's staging being written);
 * the orders ``dbt build`` (dbt's own process holding the warehouse file);
@@ -114,8 +114,9 @@ class Changes:
 
 
 def retail_cleaned(data_dir: Path, proc: subprocess.Popen) -> Callable[[], bool]:
-    zone = Changes(data_dir / "lake" / "processed" / "online_retail")
-    return lambda: any("invoice_month=" in p.as_posix() for p in zone.new(".parquet"))
+    """The cleaned rows' data files being written into the Iceberg table's folder, before the catalog commit."""
+    table = Changes(data_dir / "lake" / "processed" / "online_retail_cleaned")
+    return lambda: any("invoice_month=" in p.as_posix() for p in table.new(".parquet"))
 
 
 def gold_load(data_dir: Path, proc: subprocess.Popen) -> Callable[[], bool]:
@@ -157,7 +158,7 @@ class KillPoint:
 
 
 KILL_POINTS = [
-    KillPoint("retail cleaned Parquet", "retail", retail_cleaned),
+    KillPoint("retail cleaned Iceberg commit", "retail", retail_cleaned),
     KillPoint("gold table load (DuckDB)", "retail", gold_load),
     KillPoint("transactions date partition", "transactions", transactions_partition),
     KillPoint("orders dbt build", "orders", dbt_build),

@@ -480,9 +480,21 @@ class IcebergTables(StorageModel):
         )
         return sorted(_plain(task.file.file_path) for task in scan.plan_files())
 
-    def read(self, name: str, snapshot_id: int | None = None) -> pa.Table:
-        """The table's rows now (or at ``snapshot_id``, with that snapshot's columns)."""
-        return self.load(name).scan(snapshot_id=snapshot_id).to_arrow()
+    def read(
+        self,
+        name: str,
+        snapshot_id: int | None = None,
+        where: Mapping[str, Any] | None = None,
+        columns: Sequence[str] | None = None,
+    ) -> pa.Table:
+        """The table's rows now (or at ``snapshot_id``, with that snapshot's columns); only those whose columns
+        equal ``where`` (column -> value), and only ``columns``, when given."""
+        scan = self.load(name).scan(
+            snapshot_id=snapshot_id,
+            **({"row_filter": _partition_filter([dict(where)])} if where else {}),
+            **({"selected_fields": tuple(columns)} if columns else {}),
+        )
+        return scan.to_arrow()
 
     def metadata_location(self, name: str) -> str:
         """The table's current ``metadata.json`` (what ``iceberg_scan`` reads)."""
@@ -530,18 +542,22 @@ def _partition_filter(parts: Sequence[Mapping[str, Any]]) -> BooleanExpression:
 def _check_rows_in_partitions(
     data: pa.Table, columns: Sequence[str], parts: Sequence[Mapping[str, Any]], table: str
 ) -> None:
-    """Refuse partitions that do not name exactly the partition columns, and rows outside the partitions."""
+    """Refuse slices that do not name every partition column, and rows outside the slices.
+
+    A slice may name more columns than the partition columns (e.g. a stream batch inside its date partition):
+    the overwrite then rewrites only the files of the partition that hold rows of the slice (copy-on-write).
+    """
     import pyarrow as pa
     import pyarrow.compute as pc
 
     if not parts:
         raise ValueError(f"no partition of {table} given to replace")
     for part in parts:
-        if set(part) != set(columns):
+        if not set(columns) <= set(part):
             raise ValueError(
                 f"{table} is partitioned by {list(columns)}; a partition was given as {dict(part)}"
             )
-    if data.num_rows == 0 or not columns:
+    if data.num_rows == 0 or not any(parts):
         return
     inside = pa.array([False] * data.num_rows)
     for part in parts:

@@ -2,7 +2,8 @@
 
 * ``StreamRecord`` - one record read from the stream (the local log or Kinesis), ``sequence_int`` to order
   sequence numbers; ``records_from_kinesis_event`` / ``kinesis_event`` - a Lambda Kinesis event and back.
-* A batch's date (``batch_date``), name and lake keys: the raw archive, the quarantine and the typed Parquet.
+* A batch's date (``batch_date``), name and lake keys: the raw archive, the quarantine; its slice of the Iceberg
+  table ``stream_order_lines`` (``batch_slice``, ``with_batch``) and its staged Parquet for the warehouse.
 * ``archive_entry`` / ``entry_record`` - a record as its raw-archive line and back; ``to_jsonl`` / ``from_jsonl``.
 * ``type_batch`` - a batch validated with the order-line rules (``transforms.order_lines.decode_record``)
   into an Arrow table (``ORDER_LINE_SCHEMA``) plus one quarantine row per bad record.
@@ -78,9 +79,29 @@ def quarantine_key(date: str, first: str, last: str) -> str:
     return f"{zones.STREAM_QUARANTINE}date={date}/{batch_name(first, last)}.jsonl"
 
 
-def typed_key(date: str, first: str, last: str) -> str:
-    # no ``date=`` segment: readers that detect Hive partitions would add a column the table does not have
-    return f"{zones.STREAM_PROCESSED}{date}/{batch_name(first, last)}.parquet"
+TABLE = "stream_order_lines"  # the Iceberg table of typed lines (processed/stream_order_lines/), by batch_date
+BATCH_COLUMNS = ("batch_date", "batch")  # what the table adds to ORDER_LINE_SCHEMA: a batch's slice of the table
+
+
+def batch_slice(date: str, first: str, last: str) -> dict[str, Any]:
+    """The table's slice holding one batch: its date partition and its name (what a re-run replaces)."""
+    return {"batch_date": dt.date.fromisoformat(date), "batch": batch_name(first, last)}
+
+
+def with_batch(table: pa.Table, date: str, first: str, last: str) -> pa.Table:
+    """A typed batch with the columns that place it in the Iceberg table (``BATCH_COLUMNS``)."""
+    import pyarrow as pa
+
+    where = batch_slice(date, first, last)
+    n = table.num_rows
+    return table.append_column(pa.field("batch_date", pa.date32(), nullable=False),
+                               pa.array([where["batch_date"]] * n, pa.date32())).append_column(
+        pa.field("batch", pa.string(), nullable=False), pa.array([where["batch"]] * n, pa.string()))
+
+
+def staged_key(date: str, first: str, last: str) -> str:
+    """The batch's typed lines as one Parquet file in the intermediate zone, for a warehouse to load."""
+    return f"{zones.INTERMEDIATE}stream/{date}/{batch_name(first, last)}.parquet"
 
 
 def to_jsonl(rows: Iterable[Mapping[str, Any]]) -> bytes:

@@ -166,10 +166,14 @@ def test_aws_mode_gives_the_tables_local_mode_gives(local_run, aws_env, postgres
         from ecommerce_assets.storage.glue_table_catalog import parquet_table_roots
 
         roots = parquet_table_roots(lake)
-        assert set(roots) <= registered and "online_retail_cleaned" in registered
-        cleaned = glue.get_table(settings.glue_database, "online_retail_cleaned")
-        assert cleaned["StorageDescriptor"]["Location"] == lake.uri(roots["online_retail_cleaned"])
-        assert glue.partitions(settings.glue_database, "online_retail_cleaned")  # invoice_month= partitions
+        assert set(roots) <= registered and "online_retail_cleaned" not in roots
+        # the processed zone's tables are Iceberg tables of the same Glue database: Athena reads them as they are
+        iceberg = resources["iceberg"]
+        for name in ("online_retail_cleaned", "transactions"):
+            table = glue.get_table(settings.glue_database, name)
+            assert table["Parameters"]["table_type"].upper() == "ICEBERG", (name, table["Parameters"])
+            assert table["StorageDescriptor"]["Location"].rstrip("/") == iceberg.location(name), name
+            assert table["Parameters"]["metadata_location"] == iceberg.metadata_location(name), name
         for view in local["lake_views"]:  # what local mode exposes as DuckDB views is a Glue table here
             assert view in registered, view
 

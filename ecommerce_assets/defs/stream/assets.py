@@ -8,13 +8,13 @@ under the same sequence numbers) writes the same files, the same key-value items
 rows again: nothing is added.
 """
 
-import io
 import json
 from typing import TYPE_CHECKING
 
 import dagster as dg
 
-from ecommerce_assets.lib.metadata import table_metadata, warehouse_table_metadata
+from ecommerce_assets.lib.metadata import iceberg_commit_metadata, table_metadata, warehouse_table_metadata
+from ecommerce_assets.storage.iceberg import IcebergTables
 from ecommerce_assets.storage.kv_store import KeyValueStore
 from ecommerce_assets.storage.lake import Lake
 from ecommerce_assets.storage.stream import Stream, StreamRecord
@@ -112,18 +112,18 @@ def stream_raw_archive(context: dg.AssetExecutionContext, config: StreamBatchCon
     key=LINES_KEY,
     deps=[ARCHIVE_KEY],
     group_name=GROUP,
-    kinds={"parquet", "python"},
+    kinds={"iceberg", "python"},
     description=(
         "The micro-batch's records validated with the API's own rules (`ecommerce_assets.transforms.order_lines`) "
         "and typed (quantity BIGINT, unitprice DECIMAL(18,3), invoicedate TIMESTAMP, customerid `UNKNOWN` "
-        "when blank, is_cancellation), as Parquet in `processed/stream/order_lines/<d>/batch-<first>-<last>"
-        ".parquet`. A record that fails validation (another producer, a corrupt record) goes to "
+        "when blank, is_cancellation), committed to the Iceberg table `stream_order_lines` (partitioned by "
+        "`batch_date`; the batch's rows replaced in one commit, so a re-run gives the same rows). A record that fails validation (another producer, a corrupt record) goes to "
         "`quarantine/stream/date=<d>/batch-<first>-<last>.jsonl` with file, row, field and rule; records in = "
         "lines out + quarantined."
     ),
 )
 def stream_order_lines(context: dg.AssetExecutionContext, config: StreamBatchConfig,
-                       lake: dg.ResourceParam[Lake]) -> dg.MaterializeResult:
+                       lake: dg.ResourceParam[Lake], iceberg: dg.ResourceParam[IcebergTables]) -> dg.MaterializeResult:
     import pyarrow.compute as pc
 
     first, last = config.first_sequence_number, config.last_sequence_number
@@ -139,11 +139,16 @@ def stream_order_lines(context: dg.AssetExecutionContext, config: StreamBatchCon
             context.log.warning(f"quarantined {q['shard_id']}/{q['sequence_number']}: {q['field']}: {q['message']}")
     elif lake.exists(quarantine):
         lake.delete_prefix(quarantine)
-    uri = lake.write_bytes(ts.typed_key(config.date, first, last), parquet_bytes(typed.table))
+    rows = ts.with_batch(typed.table, config.date, first, last)
+    iceberg.ensure_table(ts.TABLE, rows.schema, partition_by=["batch_date"])
+    commit = iceberg.write(ts.TABLE, rows, [ts.batch_slice(config.date, first, last)],
+                           properties={"dagster.run-id": context.run.run_id})
     rules: dict[str, int] = {}
     for q in typed.quarantined:
         rules[q["rule"]] = rules.get(q["rule"], 0) + 1
-    return dg.MaterializeResult(metadata=table_metadata(typed.table.num_rows, typed.table, uri=uri, extra={
+    return dg.MaterializeResult(metadata=table_metadata(typed.table.num_rows, typed.table,
+                                                        uri=iceberg.location(ts.TABLE), extra={
+        **iceberg_commit_metadata(commit),
         "rows_in": typed.rows_in,
         "rows_out": typed.table.num_rows,
         "rows_quarantined": len(typed.quarantined),
@@ -155,11 +160,13 @@ def stream_order_lines(context: dg.AssetExecutionContext, config: StreamBatchCon
     }))
 
 
-def _read_typed(lake: Lake, config: StreamBatchConfig) -> "pa.Table":
-    import pyarrow.parquet as pq
-
-    key = ts.typed_key(config.date, config.first_sequence_number, config.last_sequence_number)
-    return pq.read_table(io.BytesIO(lake.read_bytes(key)))
+def _read_typed(iceberg: IcebergTables, config: StreamBatchConfig) -> "pa.Table":
+    """The batch's typed lines (``ORDER_LINE_SCHEMA``) as the Iceberg table holds them now."""
+    where = ts.batch_slice(config.date, config.first_sequence_number, config.last_sequence_number)
+    if not iceberg.exists(ts.TABLE):
+        raise dg.Failure(description=f"no table {iceberg.identifier(ts.TABLE)}: materialize "
+                         f"{LINES_KEY.to_user_string()} for this batch first")
+    return iceberg.read(ts.TABLE, where=where, columns=ts.ORDER_LINE_SCHEMA.names).select(ts.ORDER_LINE_SCHEMA.names)
 
 
 @dg.multi_asset(
@@ -175,10 +182,10 @@ def _read_typed(lake: Lake, config: StreamBatchConfig) -> "pa.Table":
     ],
     retry_policy=dg.RetryPolicy(max_retries=3, delay=2, backoff=dg.Backoff.EXPONENTIAL),
 )
-def stream_kv_tables(context: dg.AssetExecutionContext, config: StreamBatchConfig, lake: dg.ResourceParam[Lake],
-                     kv_store: dg.ResourceParam[KeyValueStore]):
+def stream_kv_tables(context: dg.AssetExecutionContext, config: StreamBatchConfig,
+                     iceberg: dg.ResourceParam[IcebergTables], kv_store: dg.ResourceParam[KeyValueStore]):
     """Upsert the micro-batch's lines into the key-value tables (local SQLite or DynamoDB)."""
-    items = ts.kv_items(_read_typed(lake, config))
+    items = ts.kv_items(_read_typed(iceberg, config))
     written = kv_store.put_lines(items)
     common = {"store": kv_store.describe(), "shard_id": config.shard_id,
               "first_sequence_number": config.first_sequence_number,
@@ -197,15 +204,21 @@ def stream_kv_tables(context: dg.AssetExecutionContext, config: StreamBatchConfi
     kinds={"duckdb", "table"},
     description=(
         "Every valid order line that came through the stream, typed, one row per stream record: the "
-        "micro-batch's Parquet loaded with an upsert keyed on `(shard_id, sequence_number)`, so loading a "
-        "batch again replaces its rows instead of adding them."
+        "micro-batch's lines, read from the Iceberg table `stream_order_lines`, loaded with an upsert keyed on "
+        "`(shard_id, sequence_number)`, so loading a batch again replaces its rows instead of adding them."
     ),
 )
 def firehose_transactions(context: dg.AssetExecutionContext, config: StreamBatchConfig, lake: dg.ResourceParam[Lake],
+                          iceberg: dg.ResourceParam[IcebergTables],
                           warehouse: dg.ResourceParam[Warehouse]) -> dg.MaterializeResult:
-    key = ts.typed_key(config.date, config.first_sequence_number, config.last_sequence_number)
-    total = warehouse.replace_rows(FIREHOSE_TABLE, [lake.uri(key)], FIREHOSE_KEYS)
-    batch_rows = _read_typed(lake, config).num_rows
+    lines = _read_typed(iceberg, config)
+    batch_rows = lines.num_rows
+    staged = ts.staged_key(config.date, config.first_sequence_number, config.last_sequence_number)
+    uri = lake.write_bytes(staged, parquet_bytes(lines))
+    try:
+        total = warehouse.replace_rows(FIREHOSE_TABLE, [uri], FIREHOSE_KEYS)
+    finally:
+        lake.delete_prefix(staged)
     context.log.info(f"loaded {batch_rows} rows of {config.shard_id} {config.first_sequence_number}.."
                      f"{config.last_sequence_number}; {FIREHOSE_TABLE} has {total} rows")
     return dg.MaterializeResult(metadata=warehouse_table_metadata(warehouse, FIREHOSE_TABLE, extra={
