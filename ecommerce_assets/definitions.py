@@ -26,7 +26,7 @@ from ecommerce_assets.resources import build_resources
 
 AUTOMATION_SENSOR = "default_automation_condition_sensor"
 # the domain packages that are not a pipeline: loaded whatever pipelines are asked for
-SHARED_DOMAINS = ("alerts", "aws")
+SHARED_DOMAINS = ("alerts", "aws", "lakehouse")
 
 
 def _domain_definitions(domain: str) -> dg.Definitions:

@@ -518,6 +518,41 @@ class IcebergTables(StorageModel):
         return before - len(table.snapshots())
 
 
+    # --- maintenance -------------------------------------------------------------------------------------------------
+    def table_names(self) -> list[str]:
+        """Every table of the namespace, by name."""
+        return sorted(str(identifier[-1]) for identifier in self.catalog.list_tables(self.namespace))
+
+    def partitions_to_compact(self, name: str, target_file_bytes: int) -> list[dict[str, Any]]:
+        """The partitions of the current snapshot worth rewriting: more than one data file, averaging under
+        ``target_file_bytes`` (a stream's batches, a day's re-runs). Each as column -> value."""
+        table = self.load(name)
+        if table.current_snapshot() is None:
+            return []
+        columns = self.partition_columns(table)
+        out = []
+        for row in table.inspect.partitions().to_pylist():
+            files, size = row["file_count"], row["total_data_file_size_in_bytes"]
+            if files > 1 and size / files < target_file_bytes:
+                part = row.get("partition") or {}
+                out.append({c: part.get(c) for c in columns})
+        return out
+
+    def referenced_files(self, name: str) -> set[str]:
+        """Every file a live snapshot or the current metadata needs: data files, manifests, manifest lists and
+        the metadata log. Any other file in the table's folder is an orphan (a killed writer's, or one only an
+        expired snapshot referenced)."""
+        table = self.load(name)
+        keep = {_plain(table.metadata_location)}
+        keep |= {_plain(entry.metadata_file) for entry in table.metadata.metadata_log}
+        for snapshot in table.snapshots():
+            keep.add(_plain(snapshot.manifest_list))
+        if table.snapshots():
+            keep |= {_plain(p) for p in table.inspect.all_manifests().column("path").to_pylist()}
+            keep |= {_plain(p) for p in table.inspect.all_files().column("file_path").to_pylist()}
+        return keep
+
+
 # --- helpers of write ---------------------------------------------------------------------------------------------
 def _partition_tuples(data: pa.Table, columns: Sequence[str]) -> list[dict[str, Any]]:
     """The distinct partitions ``data`` has rows in (one empty mapping for an unpartitioned table)."""
