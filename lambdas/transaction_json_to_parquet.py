@@ -9,7 +9,8 @@ Trigger: S3 ``ObjectCreated:*`` notifications on ``<prefix>/landing/transactions
 
 Each file goes through the same transform as the Dagster sensor path
 (``ecommerce_assets.transforms.transactions.transform_partition``) with ``part=<file stem>``: its good
-records become ``processed/transactions/date=<date>/part-<stem>.parquet``, its bad records
+records become ``intermediate/transactions/lambda/date=<date>/part-<stem>.parquet`` (staged: the next partition
+run commits the whole day to the Iceberg table ``transactions``), its bad records
 ``quarantine/transactions/date=<date>/records-<stem>.parquet``, and a file that is not JSON goes whole to
 ``quarantine/transactions/date=<date>/files/``. Keys that are not ``.../transactions/date=YYYY-MM-DD/<file>``
 are skipped. Returns ``{"processed": [{"file", "records_out", "records_quarantined", "output"}], "skipped": [...]}``.

@@ -69,6 +69,8 @@ def main(args: argparse.Namespace) -> int:
         print(f"warning: {line}")
     profile = Profile(enabled=args.profile)
     try:
+        with profile.phase("legacy layout check (plain Parquet before Iceberg)"):
+            migrate_legacy_layout()
         with profile.phase("landing checks (which pipelines have anything new)"):
             plan = plan_catch_up(args.pipeline, args.fetch)
         with profile.phase(f"definitions load ({', '.join(plan.load) or 'no pipeline'})"):
@@ -88,6 +90,23 @@ def main(args: argparse.Namespace) -> int:
     if args.profile:
         profile.print(time.monotonic() - start, sum(line.seconds for line in report.lines), len(report.lines))
     return 0 if report.ok else 1
+
+
+def migrate_legacy_layout() -> None:
+    """On the first run over a data dir written before the processed zone became Iceberg tables: convert its plain
+    Parquet partitions into the tables, counts checked (``storage.migration``), one line per table."""
+    from ecommerce_assets.settings import get_settings
+    from ecommerce_assets.storage.lakes import build_lake
+    from ecommerce_assets.storage.migration import migrate, pending
+
+    settings = get_settings()
+    lake = build_lake(settings)
+    if not any(pending(lake)):
+        return
+    from ecommerce_assets.storage.iceberg import build_iceberg
+
+    print("migrating the processed zone's plain Parquet into Iceberg tables (once)")
+    migrate(lake, build_iceberg(settings), log=lambda line: print(f"  migrated {line}"))
 
 
 class Profile:

@@ -5,6 +5,9 @@
 the Dagster run id of the write when its summary has them. `*` marks the snapshot the table reads now; `~` a
 snapshot in the middle of a commit (the delete half of a partition overwrite), a state no reader ever saw.
 
+`table migrate` converts the plain Parquet processed zone of a data dir written before Iceberg into the tables,
+with counts checked (``storage.migration``); `ecommerce-assets run` does it first when legacy files are there.
+
 `table rollback <table> <snapshot_id>` makes that snapshot the current one (any listed snapshot not marked `~`,
 back or forward) in one catalog commit, then re-points the readers as a write does (the DuckDB view
 `lake.<table>` locally; in aws mode the Glue `ICEBERG` entry, which the commit itself updates, is checked) and
@@ -58,6 +61,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     rollback.add_argument("table", help="the Iceberg table, e.g. transactions")
     rollback.add_argument("snapshot_id", type=int, help="a snapshot id from `ecommerce-assets table history`")
+    sub.add_parser(
+        "migrate",
+        help="convert the plain Parquet processed zone of an older data dir into the Iceberg tables",
+        description="Convert every legacy Parquet partition of the processed zone into its Iceberg table, one "
+        "commit per partition, check its rows against the legacy files, then delete them (storage.migration). "
+        "`ecommerce-assets run` does this first whenever legacy files are there.",
+    )
 
 
 def main(args: argparse.Namespace) -> int:
@@ -66,6 +76,8 @@ def main(args: argparse.Namespace) -> int:
         storage = _storage()
         if args.table_command == "history":
             return _history(storage["iceberg"], args.table)
+        if args.table_command == "migrate":
+            return _migrate(storage["lake"], storage["iceberg"])
         return _rollback(storage["iceberg"], storage["table_catalog"], args.table, args.snapshot_id)
     except TableCommandError as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -74,6 +86,16 @@ def main(args: argparse.Namespace) -> int:
         first = (str(exc).strip().splitlines() or [""])[0][:300]
         print(f"error: table {args.table_command} failed: {type(exc).__name__}: {first}", file=sys.stderr)
         return 1
+
+
+def _migrate(lake: Any, tables: IcebergTables) -> int:
+    """Convert the legacy partitions; one line per table, or one saying there was nothing to convert."""
+    from ecommerce_assets.storage.migration import migrate
+
+    done = migrate(lake, tables, log=print)
+    if not done:
+        print("nothing to migrate: no plain Parquet of the layout before Iceberg in the processed zone")
+    return 0
 
 
 def _storage() -> dict[str, Any]:

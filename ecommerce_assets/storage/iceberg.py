@@ -518,6 +518,22 @@ class IcebergTables(StorageModel):
         return before - len(table.snapshots())
 
 
+    def drop_non_iceberg_entry(self, name: str) -> bool:
+        """On Glue: drop an entry named like the table that is not an Iceberg table (the Parquet table the Glue
+        registration made before the processed zone became Iceberg), so that the Iceberg table can take the name.
+        Returns whether one was dropped; never touches an Iceberg entry, and does nothing locally."""
+        if self.catalog_kind != "glue":
+            return False
+        glue = self.catalog.glue  # pyiceberg's boto3 Glue client, with the catalog's endpoint and region
+        try:
+            entry = glue.get_table(DatabaseName=self.namespace, Name=name)["Table"]
+        except glue.exceptions.EntityNotFoundException:
+            return False
+        if str(entry.get("Parameters", {}).get("table_type", "")).upper() == "ICEBERG":
+            return False
+        glue.delete_table(DatabaseName=self.namespace, Name=name)
+        return True
+
     # --- maintenance -------------------------------------------------------------------------------------------------
     def table_names(self) -> list[str]:
         """Every table of the namespace, by name."""

@@ -77,6 +77,8 @@ PROCESSED = zones.TRANSACTIONS_PROCESSED
 QUARANTINE = zones.TRANSACTIONS_QUARANTINE
 INTERMEDIATE = zones.TRANSACTIONS_INTERMEDIATE
 DATA_FILE = "transactions.parquet"
+# the Lambda way's per-file output: staged outside the table until the date's partition run commits the whole day
+LAMBDA_PARTS = f"{zones.TRANSACTIONS_INTERMEDIATE}lambda/"
 TABLE = "transactions"  # the Iceberg table of the processed zone (``processed/transactions/``)
 PARTITION_BY = ("date",)  # identity partition: the landing date
 
@@ -577,13 +579,14 @@ def transform_partition(
     gives the same rows. Returns the reconciled counts.
 
     With ``part`` (the one-file-per-call Lambda way) nothing is deleted: the output is
-    ``date=<date>/part-<part>.parquet`` and the quarantine ``records-<part>.parquet``; the next partition
-    run of the sensor path replaces them with the partition's single file.
+    ``intermediate/transactions/lambda/date=<date>/part-<part>.parquet`` (outside the table, which only a whole
+    day's commit changes) and the quarantine ``records-<part>.parquet``; the next partition run of the sensor path
+    commits the whole day and removes them.
     """
     import pyarrow as pa
 
     result = PartitionResult(date=date, files_in=len(objects))
-    out_prefix = partition_prefix(PROCESSED, date)
+    out_prefix = partition_prefix(PROCESSED if part is None else LAMBDA_PARTS, date)
     q_prefix = partition_prefix(QUARANTINE, date)
     by_uri = {lake.uri(o.key): o.key for o in objects}
     uris = []
@@ -638,6 +641,7 @@ def transform_partition(
         # the partition is replaced exactly: old output and quarantine go, the new ones come in
         if part is None:
             lake.delete_prefix(out_prefix)
+            lake.delete_prefix(partition_prefix(LAMBDA_PARTS, date))
             lake.delete_prefix(q_prefix)
         if staged is not None and tables is None:
             result.output_key = out_prefix + (DATA_FILE if part is None else f"part-{part}.parquet")
