@@ -231,3 +231,39 @@ def test_a_new_column_is_added_in_the_commit(tmp_path: Path) -> None:
     )
     assert commit.new_columns == ("note",) and store.read("t").to_pylist() == [
         {"invoice_month": "2011-01", "n": 1, "note": "x"}]
+
+
+def test_gold_loaded_as_of_yesterdays_snapshot_restores_yesterdays_rows_without_touching_the_table(
+    data_dir: Path, local_resources: dict, tmp_path: Path
+) -> None:
+    lake, store = local_resources["lake"], local_resources["iceberg"]
+    gold = ["gold/customers", "gold/products", "gold/sales_transactions"]
+    query = "SELECT customerid, count(*) FROM gold.sales_transactions GROUP BY 1 ORDER BY 1"
+    with dg.instance_for_test() as instance:
+        _land(lake, tmp_path, FIRST)
+        _materialize(local_resources, instance)
+        yesterday, yesterdays_gold = store.current_snapshot_id(retail.TABLE), _gold(data_dir, query)
+        _land(lake, tmp_path, SECOND)  # today's landing: a bad load, say
+        _materialize(local_resources, instance)
+        today = store.current_snapshot_id(retail.TABLE)
+        assert _gold(data_dir, query) != yesterdays_gold
+
+        result = dg.materialize(
+            _assets(), resources=local_resources, instance=instance, selection=gold,
+            run_config={"ops": {"gold_star_schema": {"config": {"snapshot_id": str(yesterday)}}}},
+        )
+        assert result.success
+        assert _gold(data_dir, query) == yesterdays_gold
+        assert store.current_snapshot_id(retail.TABLE) == today  # the table itself was not moved
+        md = next(e for e in result.get_asset_materialization_events()
+                  if e.asset_key.path == ["gold", "customers"]).materialization.metadata
+        assert (md["iceberg/snapshot_id"].value, md["iceberg/as_of"].value) == (str(yesterday), True)
+
+        unknown = dg.materialize(
+            _assets(), resources=local_resources, instance=instance, selection=gold, raise_on_error=False,
+            run_config={"ops": {"gold_star_schema": {"config": {"snapshot_id": "12345"}}}},
+        )
+        assert not unknown.success
+        failure = next(e for e in unknown.all_events if e.event_type_value == "STEP_FAILURE")
+        assert "table history online_retail_cleaned" in str(failure.event_specific_data.error)
+        assert _gold(data_dir, query) == yesterdays_gold  # a refused load changes nothing

@@ -229,8 +229,11 @@ def _installed(extension_dir: Path) -> bool:
     return all(any(root.glob(f"*/{name}.duckdb_extension")) for name in ("avro", "iceberg"))
 
 
-def create_scan_view(con: duckdb.DuckDBPyConnection, view: str, metadata_location: str) -> None:
-    """A temporary view ``view`` of ``con`` over the Iceberg table whose ``metadata.json`` is ``metadata_location``.
+def create_scan_view(
+    con: duckdb.DuckDBPyConnection, view: str, metadata_location: str, snapshot_id: int | None = None
+) -> None:
+    """A temporary view ``view`` of ``con`` over the Iceberg table whose ``metadata.json`` is ``metadata_location``:
+    its current snapshot, or ``snapshot_id`` (time travel, with that snapshot's columns).
 
     Loads the iceberg extension first (``load_iceberg``); for an ``s3://`` table ``con`` must be able to read S3
     (an ``S3Lake``'s engine is).
@@ -238,10 +241,12 @@ def create_scan_view(con: duckdb.DuckDBPyConnection, view: str, metadata_locatio
     from ecommerce_assets.storage.warehouses.base import quote_ident, sql_literal
 
     load_iceberg(con)
-    # a view's definition cannot hold bound parameters: the location enters as an escaped literal
+    # a view's definition cannot hold bound parameters: the location enters as an escaped literal, the snapshot
+    # id as an integer literal (int() refuses anything else)
+    as_of = "" if snapshot_id is None else f", snapshot_from_id => {int(snapshot_id)}"
     con.execute(
         f"CREATE OR REPLACE TEMP VIEW {quote_ident(view)} AS "  # noqa: S608
-        f"SELECT * FROM iceberg_scan({sql_literal(metadata_location)})"
+        f"SELECT * FROM iceberg_scan({sql_literal(metadata_location)}{as_of})"
     )
 
 

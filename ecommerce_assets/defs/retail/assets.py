@@ -18,6 +18,7 @@ from ecommerce_assets.lib.metadata import (
     table_metadata,
     warehouse_table_metadata,
 )
+from ecommerce_assets.lib.time_travel import AsOfSnapshot, as_of_metadata, bind_as_of
 from ecommerce_assets.storage import zones
 from ecommerce_assets.storage.iceberg import IcebergTables
 from ecommerce_assets.storage.lake import Lake
@@ -197,16 +198,17 @@ GOLD_DESCRIPTIONS = {
 )
 def gold_star_schema(
     context: dg.AssetExecutionContext,
+    config: AsOfSnapshot,
     lake: dg.ResourceParam[Lake],
     warehouse: dg.ResourceParam[Warehouse],
     iceberg: dg.ResourceParam[IcebergTables],
 ) -> Iterator[dg.MaterializeResult]:
-    """The star schema from the cleaned zone, one step: the Iceberg table's current snapshot is opened once, each
-    selected table is written as Parquet (published whole) and loaded into ``gold.<table>``, and its row count is
-    checked."""
+    """The star schema from the cleaned zone, one step: the Iceberg table's current snapshot (or the configured
+    ``snapshot_id``: a load "as of" an earlier snapshot) is opened once, each selected table is written as Parquet
+    (published whole) and loaded into ``gold.<table>``, and its row count is checked."""
     con = lake.engine()
     try:
-        source = bind_cleaned(con, iceberg)
+        source, snapshot = bind_as_of(con, iceberg, retail.TABLE, "cleaned", config)
         for table in GOLD_DESCRIPTIONS:  # dimensions first, the fact table last
             key = dg.AssetKey(["gold", table])
             if key not in context.selected_asset_keys:
@@ -223,7 +225,7 @@ def gold_star_schema(
                 metadata=warehouse_table_metadata(
                     warehouse, f"gold.{table}", extra={
                         "parquet_uri": dg.MetadataValue.path(out),
-                        "iceberg/metadata_location": dg.MetadataValue.path(source),
+                        **as_of_metadata(source, snapshot, config),
                     }
                 ),
             )

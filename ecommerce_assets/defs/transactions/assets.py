@@ -20,6 +20,7 @@ from ecommerce_assets.lib.metadata import (
     table_metadata,
     warehouse_table_metadata,
 )
+from ecommerce_assets.lib.time_travel import AsOfSnapshot, as_of_metadata, bind_as_of
 from ecommerce_assets.settings import get_settings
 from ecommerce_assets.storage import zones
 from ecommerce_assets.storage.iceberg import IcebergTables, create_scan_view
@@ -180,23 +181,21 @@ def _analytics_asset(name: str, description: str) -> dg.AssetsDefinition:
         kinds={"duckdb", "parquet"},
         automation_condition=ANALYTICS_AUTOMATION,
         description=(
-            f"{description} Over the current snapshot of the Iceberg table `transactions`; loaded as warehouse "
-            f"table `{table}`."
+            f"{description} Over the current snapshot of the Iceberg table `transactions` (or the run config's "
+            f"`snapshot_id`: a load as of an earlier snapshot); loaded as warehouse table `{table}`."
         ),
     )
     def _asset(
         context: dg.AssetExecutionContext,
+        config: AsOfSnapshot,
         lake: dg.ResourceParam[Lake],
         warehouse: dg.ResourceParam[Warehouse],
         iceberg: dg.ResourceParam[IcebergTables],
     ) -> dg.MaterializeResult:
-        snapshot = iceberg.current_snapshot_id(tx.TABLE)
-        if snapshot is None:
-            raise dg.Failure(description=f"no processed transactions yet: the Iceberg table {tx.TABLE} is empty")
         key = f"{ANALYTICS_PREFIX}{name}.parquet"
         con = lake.engine()
         try:
-            source = tx.bind_iceberg(con, iceberg)
+            source, snapshot = bind_as_of(con, iceberg, tx.TABLE, "tx", config)
             with lake.writing(key) as uri:
                 rows = tx.write_analytics(con, name, uri)
         finally:
@@ -206,7 +205,7 @@ def _analytics_asset(name: str, description: str) -> dg.AssetsDefinition:
         return dg.MaterializeResult(
             metadata=warehouse_table_metadata(warehouse, table, extra={
                 "parquet_uri": dg.MetadataValue.path(lake.uri(key)),
-                "iceberg/metadata_location": dg.MetadataValue.path(source),
+                **as_of_metadata(source, snapshot, config),
             })
         )
 
