@@ -426,3 +426,15 @@ def test_two_processes_rewriting_the_same_partition_leave_one_writers_rows(table
     assert ids in (list(range(4)), list(range(100, 103)))
     assert len(commits(tables, "orders")) == 12
     assert int(tables.load("orders").current_snapshot().summary["total-records"]) == len(ids)
+
+
+def test_a_table_of_another_lake_in_the_same_catalog_is_refused_by_name(tmp_path: Path) -> None:
+    from ecommerce_assets.storage.base import StorageSettingError
+
+    catalog = str(tmp_path / "shared_catalog.db")
+    first = IcebergTables(catalog_kind="sql", warehouse=(tmp_path / "lake_a").as_uri(), sqlite_path=catalog)
+    second = IcebergTables(catalog_kind="sql", warehouse=(tmp_path / "lake_b").as_uri(), sqlite_path=catalog)
+    schema = pa.schema([("id", pa.int64())])
+    first.ensure_table("events", schema)
+    with pytest.raises(StorageSettingError, match="another deployment uses the same catalog namespace"):
+        second.ensure_table("events", schema)

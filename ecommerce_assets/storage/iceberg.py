@@ -341,6 +341,12 @@ class IcebergTables(StorageModel):
             except TableAlreadyExistsError:
                 pass  # another process created it meanwhile
         table = self.load(name)
+        if table.location().rstrip("/") != self.location(name).rstrip("/"):
+            raise StorageSettingError(
+                f"the catalog's table {self.identifier(name)} keeps its files in {table.location()}, not in this "
+                f"lake ({self.location(name)}): another deployment uses the same catalog namespace; give this one "
+                "its own (ECOMMERCE_GLUE_DATABASE on AWS, ECOMMERCE_DATA_DIR locally)"
+            )
         have = self.partition_columns(table)
         if have != tuple(partition_by):
             raise ValueError(

@@ -76,21 +76,21 @@ _PATTERNS: list[tuple[re.Pattern[str], Callable[[re.Match[str]], tuple[str, tupl
                    {"date": dt.date.fromisoformat(m[1])}),
     ),
     (
-        re.compile(rf"^{re.escape(zones.PROCESSED)}online_retail/cleaned/invoice_month=([^/]+)/[^/]+\.parquet$"),
+        re.compile(rf"^{re.escape(zones.LEGACY_RETAIL_CLEANED)}invoice_month=([^/]+)/[^/]+\.parquet$"),
         lambda m: ("online_retail_cleaned", ("invoice_month",), {"invoice_month": m[1]}, {"invoice_month": m[1]}),
     ),
     (
-        re.compile(rf"^{re.escape(zones.PROCESSED)}catalog/snapshots/seller=([^/]+)/date=(\d{{4}}-\d{{2}}-\d{{2}})/"
+        re.compile(rf"^{re.escape(zones.LEGACY_CATALOG_SNAPSHOTS)}seller=([^/]+)/date=(\d{{4}}-\d{{2}}-\d{{2}})/"
                    r"products\.parquet$"),
         lambda m: ("catalog_snapshots", ("seller_id", "snapshot_date"),
                    {"seller_id": m[1], "snapshot_date": dt.date.fromisoformat(m[2])}, {}),
     ),
     (
-        re.compile(rf"^{re.escape(zones.PROCESSED)}orders/({'|'.join(ORDERS_SOURCES)})/cleaned\.parquet$"),
+        re.compile(rf"^{re.escape(zones.LEGACY_ORDERS)}({'|'.join(ORDERS_SOURCES)})/cleaned\.parquet$"),
         lambda m: (f"orders_{m[1]}", (), {}, {}),
     ),
     (
-        re.compile(rf"^{re.escape(zones.PROCESSED)}stream/order_lines/(\d{{4}}-\d{{2}}-\d{{2}})/(batch-[^/]+)\.parquet$"),
+        re.compile(rf"^{re.escape(zones.LEGACY_STREAM_LINES)}(\d{{4}}-\d{{2}}-\d{{2}})/(batch-[^/]+)\.parquet$"),
         lambda m: ("stream_order_lines", ("batch_date",),
                    {"batch_date": dt.date.fromisoformat(m[1]), "batch": m[2]},
                    {"batch_date": dt.date.fromisoformat(m[1]), "batch": m[2]}),
@@ -98,10 +98,10 @@ _PATTERNS: list[tuple[re.Pattern[str], Callable[[re.Match[str]], tuple[str, tupl
 ]
 LEGACY_PREFIXES = (
     zones.TRANSACTIONS_PROCESSED,
-    f"{zones.PROCESSED}online_retail/cleaned/",
-    f"{zones.PROCESSED}catalog/snapshots/",
-    f"{zones.PROCESSED}orders/",
-    f"{zones.PROCESSED}stream/order_lines/",
+    zones.LEGACY_RETAIL_CLEANED,
+    zones.LEGACY_CATALOG_SNAPSHOTS,
+    zones.LEGACY_ORDERS,
+    zones.LEGACY_STREAM_LINES,
 )
 
 

@@ -4,7 +4,7 @@
 | --- | --- | --- |
 | ``landing/<source>/`` | files as a user or an uploader dropped them | users, generators, Lambda |
 | ``raw/<source>/`` | exactly what arrived, never changed in place | registration (``storage.registration``) |
-| ``processed/<source>/`` | typed, deduplicated Parquet (and the tables derived from it) | the assets |
+| ``processed/<table>/`` | the Iceberg tables (``storage.iceberg``), and the gold / analytics Parquet | the assets |
 | ``quarantine/<source>/`` | refused files and rows, each with its reason | the assets |
 | ``intermediate/`` | work files of one run (manifests, staging) | the assets |
 | ``archive/stream/`` | every stream record as it arrived (the stream's raw zone) | the stream's consumers |
@@ -37,7 +37,6 @@ def quarantine(source: str) -> str:
 # --- Online Retail ------------------------------------------------------------------------------------
 RETAIL_LANDING = landing("online_retail")
 RETAIL_RAW = raw("online_retail")
-RETAIL_CLEANED = f"{PROCESSED}online_retail/cleaned/"
 RETAIL_CLEANED_MANIFEST = f"{PROCESSED}online_retail/cleaned_manifest.json"
 RETAIL_GOLD = f"{PROCESSED}online_retail/gold/"
 RETAIL_QUARANTINE_ROWS = f"{quarantine('online_retail')}rows/quarantined_rows.parquet"
@@ -88,8 +87,14 @@ def orders_quarantine_files(source: str) -> str:
 
 # --- stream -------------------------------------------------------------------------------------------
 STREAM_ARCHIVE = "archive/stream/"  # the raw archive of the stream: every record as it arrived
-STREAM_PROCESSED = f"{PROCESSED}stream/order_lines/"
 STREAM_QUARANTINE = quarantine("stream")
 
 # --- warehouse work files -----------------------------------------------------------------------------
 REDSHIFT_MANIFESTS = f"{INTERMEDIATE}_redshift_manifests/"
+
+
+# --- layouts before the Iceberg tables (``storage.migration`` converts them; nothing writes them any more) -------
+LEGACY_RETAIL_CLEANED = f"{PROCESSED}online_retail/cleaned/"
+LEGACY_CATALOG_SNAPSHOTS = f"{PROCESSED}catalog/snapshots/"  # the products.parquet files (the CSV exports stay)
+LEGACY_ORDERS = f"{PROCESSED}orders/"  # <source>/cleaned.parquet
+LEGACY_STREAM_LINES = f"{PROCESSED}stream/order_lines/"

@@ -34,7 +34,7 @@ if TYPE_CHECKING:
 GROUP = "online_retail"
 LANDING = zones.RETAIL_LANDING
 RAW = zones.RETAIL_RAW
-CLEANED = zones.RETAIL_CLEANED  # the plain Parquet layout before Iceberg: removed by the next cleaning run
+CLEANED = zones.LEGACY_RETAIL_CLEANED  # the plain Parquet layout before Iceberg: removed by the next cleaning run
 CLEANED_MANIFEST = zones.RETAIL_CLEANED_MANIFEST
 GOLD = zones.RETAIL_GOLD
 QUARANTINE_ROWS = zones.RETAIL_QUARANTINE_ROWS
