@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import datetime as dt
 import io
 import json
 import random
@@ -132,6 +133,9 @@ def test_snapshot_dedupes_by_asin_and_reconciles(tmp_path: Path) -> None:
     assert res.reconciles and res.duplicate_asins_after_dedupe == 0
     out = pq.read_table(tmp_path / "s.parquet")
     assert out.column_names == tf.OUTPUT_COLUMNS
+    # the rows the asset commits to the Iceberg table: the same rows, typed as tf.SCHEMA
+    assert res.table.schema.equals(tf.SCHEMA) and res.table.to_pylist() == out.to_pylist()
+    assert res.partition() == {"seller_id": "S", "snapshot_date": dt.date.fromisoformat(DATE)}
     prices = dict(zip(out.column("asin").to_pylist(), out.column("product_price").to_pylist(), strict=True))
     # B..1: the priced copy (page 2) wins over the unpriced one; B..2: the first occurrence (page 1)
     assert prices == {"B000000001": Decimal("1299.99"), "B000000002": Decimal("10.00")}

@@ -279,8 +279,8 @@ def test_dbt_unit_tests_pass_in_ci(local_resources: dict, tmp_path: Path) -> Non
     land_batch(lake, 1)
     for source in ("orders", "customers"):
         A.register_source(lake, source)
-        A.clean_from_lake(lake, source)
-        wh.replace_rows(A.warehouse_table(source), [lake.uri(A.cleaned_key(source))], [A.KEYS[source]])
+        A.clean_from_lake(lake, source, local_resources["iceberg"])
+        A.load_warehouse(lake, wh, local_resources["iceberg"], source)
     out = subprocess.run(
         [dbt_executable(), "build", "--project-dir", str(DBT_PROJECT_DIR), "--profiles-dir", str(DBT_PROJECT_DIR),
          "--target-path", str(tmp_path / "target"), "--log-path", str(tmp_path / "logs")],

@@ -22,6 +22,8 @@ from dagster_dbt import DbtCliResource
 from ecommerce_assets.defs.orders import assets as A
 from ecommerce_assets.defs.orders import dbt as D
 from ecommerce_assets.resources.dbt import DBT_PROJECT_DIR, dbt_executable
+from ecommerce_assets.settings import Settings
+from ecommerce_assets.storage.iceberg import build_iceberg
 
 T1 = dt.datetime(2026, 1, 5, 10, 0, tzinfo=dt.UTC)  # batch 1 arrives
 T2 = dt.datetime(2026, 1, 5, 9, 0, tzinfo=dt.UTC)  # batch 2: committed after batch 1, stamped before it
@@ -75,9 +77,10 @@ def land_batch(lake, warehouse, batch: int) -> None:
         name = {"orders": "orders.csv", "customers": "customers.json", "products": "products.csv"}[source]
         lake.write_bytes(f"landing/{source}/date={date}/{name}", body.encode())
         assert A.register_source(lake, source, now=stamp)
-        result = A.clean_from_lake(lake, source)
+        iceberg = build_iceberg(Settings())
+        result = A.clean_from_lake(lake, source, iceberg)
         assert result.reconciles and not result.rejected_files
-        warehouse.replace_rows(A.warehouse_table(source), [lake.uri(A.cleaned_key(source))], [A.KEYS[source]])
+        A.load_warehouse(lake, warehouse, iceberg, source)
 
 
 @pytest.fixture(scope="module", autouse=True)

@@ -128,7 +128,7 @@ def test_a_stale_source_fails_its_freshness_check(local_resources: dict) -> None
     lake, wh = local_resources["lake"], local_resources["warehouse"]
     land(lake, ["orders"])
     A.register_source(lake, "orders", now=dt.datetime.now(dt.UTC) - dt.timedelta(days=10))
-    A.clean_from_lake(lake, "orders")
+    A.clean_from_lake(lake, "orders", local_resources["iceberg"])
     result = dg.materialize([A.load_orders, D.orders_source_freshness], resources=local_resources,
                             selection=dg.AssetSelection.assets(A.load_orders).without_checks()
                             | dg.AssetSelection.checks(*(D.freshness_check_key(s) for s in ("orders", "customers", "products"))))

@@ -128,7 +128,7 @@ def test_registration_is_once_and_quarantine_lands_in_the_lake(local_resources: 
     first = A.register_source(lake, "orders")
     assert len(first) == 2 and A.register_source(lake, "orders") == []
     assert first == sorted(first)  # file order = raw key order
-    result = A.clean_from_lake(lake, "orders")
+    result = A.clean_from_lake(lake, "orders", local_resources["iceberg"])
     assert result.rows_out == 1 and len(result.rejected_files) == 1
     reasons = [o.key for o in lake.list_objects("quarantine/orders/files/") if o.key.endswith(".reason.json")]
     assert len(reasons) == 1
@@ -279,7 +279,7 @@ def test_links_and_special_files_in_landing_get_a_reason_and_the_batch_goes_on(l
         reason = json.loads(lake.read_bytes(r["reason_key"]))
         assert r["reason_key"].startswith("quarantine/orders/landing/date=2026-01-01/")
         assert reason["rule"] == r["rule"] and reason["copied"] is False
-    result = A.clean_from_lake(lake, "orders")
+    result = A.clean_from_lake(lake, "orders", local_resources["iceberg"])
     assert result.rows_out == 1 and not result.rejected_files
     lake_root = Path(lake.uri("x")).parent
     assert not any(b"TOP-SECRET" in p.read_bytes() for p in lake_root.rglob("*") if p.is_file() and not p.is_symlink())
@@ -295,7 +295,7 @@ def test_a_raw_file_that_cannot_be_cleaned_is_quarantined_and_the_others_go_on(l
     lake.write_bytes("landing/orders/date=2026-01-01/orders.csv", (HEADER + "O1,C1,P1,2026-01-01,1,10,,\n").encode())
     A.register_source(lake, "orders")
     lake.write_bytes("raw/orders/date=2026-01-01/dropped-by-hand.csv", (HEADER + "O2,C1,P1,2026-01-01,1,10,,\n").encode())
-    result = A.clean_from_lake(lake, "orders")
+    result = A.clean_from_lake(lake, "orders", local_resources["iceberg"])
     assert result.rows_out == 1 and result.files_in == 2
     assert [(e.file, e.rule) for e in result.rejected_files] == [
         ("raw/orders/date=2026-01-01/dropped-by-hand.csv", "not_registered")]

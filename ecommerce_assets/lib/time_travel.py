@@ -6,7 +6,10 @@ warehouse can be put back to what it held before a bad write without touching th
 rollback <table> <snapshot_id>`` moves the table itself back, and the next load follows it.
 """
 
+from typing import Any
+
 import dagster as dg
+from pydantic import Field
 
 from ecommerce_assets.storage.iceberg import IcebergTables, create_scan_view
 
@@ -14,7 +17,24 @@ from ecommerce_assets.storage.iceberg import IcebergTables, create_scan_view
 class AsOfSnapshot(dg.Config):
     """Which snapshot of the source Iceberg table to load: empty for the current one."""
 
-    snapshot_id: str | None = None  # text: a 64-bit id survives every JSON and YAML reader
+    snapshot_id: Any = Field(
+        default=None,
+        description=(
+            "Load the source table as of this Iceberg snapshot: its id, a number or the same digits as text "
+            "(`ecommerce-assets table history <table>` lists them). Empty: the table's current snapshot."
+        ),
+    )
+
+    def snapshot(self) -> int | None:
+        """The configured snapshot id: None (the current snapshot), an int, or its digits as text; a
+        ``ValueError`` for anything else."""
+        value = self.snapshot_id
+        if value is None or (isinstance(value, str) and not value.strip()):
+            return None
+        text = str(value).strip()
+        if isinstance(value, bool) or not isinstance(value, int | str) or not text.lstrip("-").isdigit():
+            raise ValueError(f"snapshot_id must be a snapshot id (a whole number), not {value!r}")
+        return int(text)
 
 
 def bind_as_of(con, iceberg: IcebergTables, table: str, view: str, config: AsOfSnapshot) -> tuple[str, int]:
@@ -24,7 +44,7 @@ def bind_as_of(con, iceberg: IcebergTables, table: str, view: str, config: AsOfS
     current = iceberg.current_snapshot_id(table)
     if current is None:
         raise dg.Failure(description=f"the Iceberg table {table} has no rows yet: materialize it first")
-    wanted = int(config.snapshot_id) if config.snapshot_id else current
+    wanted = config.snapshot() or current
     if wanted != current and wanted not in {s.snapshot_id for s in iceberg.history(table)}:
         raise dg.Failure(description=(
             f"the Iceberg table {table} has no snapshot {wanted} (expired, or another table's): "
@@ -39,5 +59,5 @@ def as_of_metadata(location: str, snapshot_id: int, config: AsOfSnapshot) -> dic
     return {
         "iceberg/metadata_location": dg.MetadataValue.path(location),
         "iceberg/snapshot_id": dg.MetadataValue.text(str(snapshot_id)),
-        "iceberg/as_of": dg.MetadataValue.bool(bool(config.snapshot_id)),
+        "iceberg/as_of": dg.MetadataValue.bool(config.snapshot() is not None),
     }

@@ -308,8 +308,14 @@ class IcebergTables(StorageModel):
         return self.catalog.load_table(self.identifier(name))
 
     def exists(self, name: str) -> bool:
-        """Whether the catalog has the table."""
-        return self.catalog.table_exists(self.identifier(name))
+        """Whether the catalog has the table (a Glue entry of that name that is not an Iceberg table: no)."""
+        from pyiceberg.exceptions import NoSuchIcebergTableError, NoSuchPropertyException, NoSuchTableError
+
+        try:
+            self.load(name)
+        except (NoSuchTableError, NoSuchIcebergTableError, NoSuchPropertyException):
+            return False
+        return True
 
     # --- creating ------------------------------------------------------------------------------------------------
     def ensure_table(self, name: str, arrow_schema: pa.Schema, partition_by: Sequence[str] = ()) -> Table:
@@ -320,6 +326,7 @@ class IcebergTables(StorageModel):
         from pyiceberg.exceptions import TableAlreadyExistsError
 
         if not self.exists(name):
+            self.drop_non_iceberg_entry(name)  # the Glue Parquet entry of the layout before Iceberg, if any
             schema = normalize_schema(arrow_schema)
             missing = [c for c in partition_by if c not in schema.names]
             if missing:
@@ -532,7 +539,8 @@ class IcebergTables(StorageModel):
     def drop_non_iceberg_entry(self, name: str) -> bool:
         """On Glue: drop an entry named like the table that is not an Iceberg table (the Parquet table the Glue
         registration made before the processed zone became Iceberg), so that the Iceberg table can take the name.
-        Returns whether one was dropped; never touches an Iceberg entry, and does nothing locally."""
+        Returns whether one was dropped; never touches an Iceberg entry or one outside this lake's processed zone
+        (refused by name), and does nothing locally. ``ensure_table`` calls it before creating a table."""
         if self.catalog_kind != "glue":
             return False
         glue = self.catalog.glue  # pyiceberg's boto3 Glue client, with the catalog's endpoint and region
@@ -542,6 +550,13 @@ class IcebergTables(StorageModel):
             return False
         if str(entry.get("Parameters", {}).get("table_type", "")).upper() == "ICEBERG":
             return False
+        location = str((entry.get("StorageDescriptor") or {}).get("Location", ""))
+        if not location.startswith(f"{self.warehouse.rstrip('/')}/{zones.PROCESSED}"):
+            raise StorageSettingError(
+                f"the Glue table {self.namespace}.{name} is not an Iceberg table and not in this lake's processed "
+                f"zone ({location}): it is not ours to replace; rename it or give this lake its own "
+                "ECOMMERCE_GLUE_DATABASE"
+            )
         glue.delete_table(DatabaseName=self.namespace, Name=name)
         return True
 

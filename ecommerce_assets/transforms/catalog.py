@@ -24,6 +24,9 @@ Rules (stated, and tested):
   occurrence by page and position among those with a price, else the first occurrence.
 
 Counts reconcile: products in = rows out + quarantined rows + ``duplicate_asin`` removals.
+
+The cleaned snapshots are the Iceberg table ``catalog_snapshots`` (``TABLE``), identity-partitioned by
+``seller_id`` and ``snapshot_date``: ``commit_snapshot`` replaces one seller/date partition in one commit.
 """
 
 from __future__ import annotations
@@ -52,12 +55,16 @@ from ecommerce_assets.transforms.files import (
 if TYPE_CHECKING:
     import pyarrow as pa
 
+    from ecommerce_assets.storage.iceberg import IcebergCommit, IcebergTables
+
 KEPT_COLUMNS = [
     "asin", "product_title", "product_price", "product_original_price", "currency", "product_star_rating",
     "product_num_ratings", "product_url", "product_photo", "product_num_offers", "is_best_seller", "is_prime",
     "sales_volume", "delivery", "has_variations",
 ]
 OUTPUT_COLUMNS = [*KEPT_COLUMNS, "seller_id", "snapshot_date", "product_gtin"]
+TABLE = "catalog_snapshots"  # the Iceberg table of the cleaned seller snapshots (files in processed/catalog_snapshots/)
+PARTITION_BY = ("seller_id", "snapshot_date")  # identity partitions: one per seller and snapshot date
 
 
 @functools.cache
@@ -359,10 +366,15 @@ class SnapshotResult:
     field_issues: dict[str, int]
     issues: list[dict[str, Any]]
     duplicate_asins_after_dedupe: int
+    table: pa.Table | None = None  # the snapshot's rows (``SCHEMA``), one per ASIN
 
     @property
     def reconciles(self) -> bool:
         return self.products_in == self.rows_out + self.quarantined_rows + sum(self.removed.values())
+
+    def partition(self) -> dict[str, Any]:
+        """The snapshot's partition of ``TABLE``: ``{"seller_id": ..., "snapshot_date": ...}``."""
+        return {"seller_id": self.seller_id, "snapshot_date": self.snapshot_date}
 
 
 _DEDUPE_SQL = """
@@ -376,10 +388,14 @@ ORDER BY source_page NULLS LAST, source_position
 """
 
 
-def build_snapshot(con: Any, results: list[PageResult], csv_uri: str, parquet_uri: str) -> SnapshotResult:
-    """Dedupe the pages' rows by ASIN with DuckDB and write the snapshot as CSV and Parquet.
+def build_snapshot(
+    con: Any, results: list[PageResult], csv_uri: str | None = None, parquet_uri: str | None = None
+) -> SnapshotResult:
+    """Dedupe the pages' rows by ASIN with DuckDB; the rows are ``SnapshotResult.table`` (``SCHEMA``).
 
-    ``con`` is a DuckDB connection (``lake.engine()``); the URIs may be local paths or ``s3://``.
+    ``con`` is a DuckDB connection (``lake.engine()``). When given, the rows are also written as CSV to ``csv_uri``
+    (``write_csv``) and as one Parquet file to ``parquet_uri``; the URIs may be local paths or ``s3://``. The
+    asset commits the rows to the Iceberg table instead of a Parquet file (``commit_snapshot``).
     """
     import pyarrow as pa
 
@@ -388,15 +404,20 @@ def build_snapshot(con: Any, results: list[PageResult], csv_uri: str, parquet_ur
     tables = [r.table() for r in results if r.ok]
     snap_src = pa.concat_tables(tables) if tables else empty_table()  # noqa: F841 - read by DuckDB below
     con.register("snap_src", snap_src)
-    cols = ", ".join(OUTPUT_COLUMNS)
-    sql = _DEDUPE_SQL.format(cols=cols)
-    con.execute(f"COPY ({sql}) TO ? (FORMAT csv, HEADER true)", [csv_uri])  # noqa: S608 - column names are constants
-    con.execute(f"COPY ({sql}) TO ? (FORMAT parquet, COMPRESSION zstd)", [parquet_uri])  # noqa: S608
-    rows_out = int(con.execute("SELECT count(*) FROM read_parquet(?)", [parquet_uri]).fetchone()[0])
-    dups_left = int(
-        con.execute("SELECT count(*) - count(DISTINCT asin) FROM read_parquet(?)", [parquet_uri]).fetchone()[0]
-    )
-    con.unregister("snap_src")
+    try:
+        sql = _DEDUPE_SQL.format(cols=", ".join(OUTPUT_COLUMNS))
+        out = con.execute(sql).to_arrow_table().cast(_schema())  # noqa: S608 - column names are constants
+    finally:
+        con.unregister("snap_src")
+    if csv_uri is not None:
+        write_csv(con, out, csv_uri)
+    if parquet_uri is not None:
+        con.register("snap_out", out)
+        try:
+            con.execute("COPY snap_out TO ? (FORMAT parquet, COMPRESSION zstd)", [parquet_uri])
+        finally:
+            con.unregister("snap_out")
+    rows_out = out.num_rows
     kept = sum(len(r.rows) for r in results)
     field_counts: dict[str, int] = {}
     for r in results:
@@ -415,7 +436,45 @@ def build_snapshot(con: Any, results: list[PageResult], csv_uri: str, parquet_ur
         removed={"duplicate_asin": kept - rows_out},
         field_issues=field_counts,
         issues=[i for r in results for i in r.issues()],
-        duplicate_asins_after_dedupe=dups_left,
+        duplicate_asins_after_dedupe=duplicate_asins(out),
+        table=out,
+    )
+
+
+def duplicate_asins(table: pa.Table) -> int:
+    """Rows of ``table`` whose ASIN an earlier row already has (0 for a snapshot deduped by ASIN)."""
+    return table.num_rows - len(set(table.column("asin").to_pylist()))
+
+
+def write_csv(con: Any, table: pa.Table, csv_uri: str) -> None:
+    """The snapshot's rows as CSV at ``csv_uri`` (header row, NULL as an empty field: what Redshift
+    ``COPY ... FORMAT CSV IGNOREHEADER 1 EMPTYASNULL`` loads), with DuckDB (``con``: ``lake.engine()``)."""
+    con.register("snap_csv", table.select(OUTPUT_COLUMNS))
+    try:
+        con.execute("COPY snap_csv TO ? (FORMAT csv, HEADER true)", [csv_uri])
+    finally:
+        con.unregister("snap_csv")
+
+
+def commit_snapshot(
+    tables: IcebergTables, snapshot: SnapshotResult, properties: dict[str, str] | None = None
+) -> IcebergCommit:
+    """Replace the snapshot's seller/date partition of ``TABLE`` with its rows, in ONE commit.
+
+    The table is created (``SCHEMA``, partitioned by ``PARTITION_BY``) when it does not exist. A snapshot with no
+    row empties its partition; the other partitions are untouched. Re-running gives the same rows (one more
+    commit). ``properties`` go into the snapshot summary (e.g. the run id).
+    """
+    if snapshot.table is None:
+        raise ValueError("commit_snapshot needs the rows of build_snapshot")
+    tables.ensure_table(TABLE, _schema(), PARTITION_BY)
+    part = snapshot.partition()
+    label = f"seller_id={part['seller_id']},snapshot_date={part['snapshot_date'].isoformat()}"
+    return tables.write(
+        TABLE,
+        snapshot.table,
+        partition_values=[part],
+        properties={"ecommerce.partition": label, **(properties or {})},
     )
 
 
@@ -567,7 +626,7 @@ def clean_distributor(con: Any, result: InventoryResult, inventory_uri: str, qua
 
 
 # gold.amazon_data: for each seller and ASIN, the row of the latest snapshot that listed it (parameter: the
-# snapshots' Parquet URIs).
+# Parquet data files of the seller's partitions of the Iceberg table ``TABLE``, ``IcebergTables.data_files``).
 LATEST_SNAPSHOT_SQL = """
 SELECT * EXCLUDE (_n) FROM (
     SELECT *, row_number() OVER (PARTITION BY seller_id, asin ORDER BY snapshot_date DESC) AS _n

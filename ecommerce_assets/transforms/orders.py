@@ -1,4 +1,7 @@
-"""Orders ELT: landed orders.csv / customers.json / products.csv and the products API JSON -> cleaned Parquet.
+"""Orders ELT: landed orders.csv / customers.json / products.csv and the products API JSON -> cleaned rows.
+
+The cleaned rows of a source replace every row of its Iceberg table ``orders_<source>`` in one commit
+(``clean(..., tables=...)``; ``table_name``), or go to one Parquet file (``clean_source``, for tests and tools).
 
 Every source is read as text by DuckDB (IDs stay TEXT: ``O1001`` is never cast to a number), then typed
 and ruled in SQL. A landed file may be hostile (any encoding, any bytes, any shape): it is either read or
@@ -70,6 +73,9 @@ from ecommerce_assets.transforms.retail import (
 
 if TYPE_CHECKING:
     import duckdb
+    import pyarrow as pa
+
+    from ecommerce_assets.storage.iceberg import IcebergCommit, IcebergTables
 
 # the largest JSON record read (the engine's ``maximum_object_size``); a larger one makes the file not_json
 MAX_JSON_RECORD_BYTES = 16 * 1024 * 1024
@@ -81,6 +87,9 @@ ISO_DATE = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$"
 TEXT = ("VARCHAR",)
 ID = ("VARCHAR", "BIGINT", "UBIGINT")
 NUMBER = ("VARCHAR", "BIGINT", "UBIGINT", "DOUBLE")
+TABLE_PREFIX = "orders_"  # the Iceberg table of a source's cleaned rows: orders_<source>
+# rows per Arrow part written to the Iceberg table: one part (about one data file) in memory at a time
+ROWS_PER_PART = 1_000_000
 
 
 @dataclass(frozen=True)
@@ -311,6 +320,7 @@ class CleanResult:
     quarantined: dict[str, int] = field(default_factory=dict)
     superseded: int = 0
     rejected_files: list[BadFileError] = field(default_factory=list)
+    commit: IcebergCommit | None = None  # what the Iceberg commit of the cleaned rows did (``clean`` with tables)
 
     @property
     def rows_quarantined(self) -> int:
@@ -584,9 +594,41 @@ def _ruled_sql(spec: SourceSpec) -> str:
     """  # noqa: S608
 
 
-def clean(con: duckdb.DuckDBPyConnection, result: CleanResult, cleaned_path: Path, quarantine_path: Path) -> CleanResult:
+def table_name(source: str) -> str:
+    """The Iceberg table holding the cleaned rows of ``source``: ``orders_<source>``."""
+    if source not in SPECS:
+        raise ValueError(f"unknown orders source {source!r}: expected one of {', '.join(SPECS)}")
+    return f"{TABLE_PREFIX}{source}"
+
+
+def _cleaned_sql(spec: SourceSpec) -> str:
+    """The cleaned rows of ``<source>_ruled`` (kept, latest version of each key), ordered by the key."""
+    return (
+        f"SELECT {spec.output}, _file AS _source_file, _row AS _source_row, _ingested_at "  # noqa: S608
+        f"FROM {spec.name}_ruled WHERE _rule IS NULL ORDER BY trim({spec.key})"
+    )
+
+
+def clean(
+    con: duckdb.DuckDBPyConnection,
+    result: CleanResult,
+    cleaned_path: Path | None,
+    quarantine_path: Path,
+    *,
+    tables: IcebergTables | None = None,
+    properties: dict[str, str] | None = None,
+) -> CleanResult:
     """Apply the rules to ``<source>_src`` (filled by ``load_files``); write the cleaned rows and the
-    quarantined rows (with source_file, source_row, field, rule; for JSON the record) as Parquet files."""
+    quarantined rows (with source_file, source_row, field, rule; for JSON the record; a Parquet file at
+    ``quarantine_path``).
+
+    With ``tables`` the cleaned rows replace EVERY row of the Iceberg table ``table_name(source)`` in one commit
+    (``storage.iceberg.replace_all_rows``, unpartitioned: the cleaning rebuilds the source whole from raw, so a
+    re-run gives the same rows and one more snapshot); ``properties`` go into the snapshot summary and
+    ``result.commit`` says what the commit did. Without ``tables`` they go to the Parquet file ``cleaned_path``.
+    """
+    if tables is None and cleaned_path is None:
+        raise ValueError("clean needs the Iceberg tables or a Parquet file for the cleaned rows")
     spec = SPECS[result.source]
     sql = _ruled_sql(spec)
     params = {"ctrl": CONTROL_CHARACTERS, "ctrl_id": CONTROL_CHARACTERS_IN_IDS, "earliest": EARLIEST_DATE, "end": END_DATE}
@@ -597,25 +639,49 @@ def clean(con: duckdb.DuckDBPyConnection, result: CleanResult, cleaned_path: Pat
     result.quarantined = {r.name: int(counts.pop(r.name, 0)) for r in spec.rules}
     if counts:  # a rule with no name in the spec: a bug
         raise AssertionError(f"{spec.name}: rows with an unknown rule: {counts}")
-    cleaned_path.parent.mkdir(parents=True, exist_ok=True)
+    if not result.reconciles:  # a bug, never bad data: every row is kept, quarantined or superseded
+        raise AssertionError(f"{spec.name}: counts do not reconcile: {result.as_metadata()}")
     quarantine_path.parent.mkdir(parents=True, exist_ok=True)
-    con.execute(
-        f"COPY (SELECT {spec.output}, _file AS _source_file, _row AS _source_row, _ingested_at "  # noqa: S608
-        f"FROM {spec.name}_ruled WHERE _rule IS NULL ORDER BY trim({spec.key})) TO ? (FORMAT parquet, COMPRESSION zstd)",
-        [str(cleaned_path)],
-    )
     src_cols = ", ".join(spec.columns) + (", _record AS record" if spec.fmt == "json" else "")
     con.execute(
         f"COPY (SELECT {src_cols}, _file AS source_file, _row AS source_row, _field AS field, _rule AS rule "  # noqa: S608
         f"FROM {spec.name}_ruled WHERE _bad IS NOT NULL ORDER BY _file_seq, _row) TO ? (FORMAT parquet, COMPRESSION zstd)",
         [str(quarantine_path)],
     )
-    if not result.reconciles:  # a bug, never bad data: every row is kept, quarantined or superseded
-        raise AssertionError(f"{spec.name}: counts do not reconcile: {result.as_metadata()}")
+    if tables is not None:
+        result.commit = _commit_cleaned(con, spec, tables, properties or {})
+    else:
+        assert cleaned_path is not None
+        cleaned_path.parent.mkdir(parents=True, exist_ok=True)
+        con.execute(f"COPY ({_cleaned_sql(spec)}) TO ? (FORMAT parquet, COMPRESSION zstd)", [str(cleaned_path)])  # noqa: S608
     return result
 
 
-def clean_source(con: duckdb.DuckDBPyConnection, source: str, files: Sequence[SourceFile], cleaned_path: Path,
-                 quarantine_path: Path) -> CleanResult:
-    """``load_files`` then ``clean``: the whole cleaning of one source."""
-    return clean(con, load_files(con, source, files), cleaned_path, quarantine_path)
+def _commit_cleaned(
+    con: duckdb.DuckDBPyConnection, spec: SourceSpec, tables: IcebergTables, properties: dict[str, str]
+) -> IcebergCommit:
+    """Replace every row of the source's Iceberg table with the cleaned rows of ``<source>_ruled``, in one commit,
+    streamed from the engine ``ROWS_PER_PART`` rows at a time (each part's files written before the next)."""
+    import pyarrow as pa
+
+    from ecommerce_assets.storage.iceberg import replace_all_rows
+
+    query = _cleaned_sql(spec)
+    schema = con.execute(f"SELECT * FROM ({query}) LIMIT 0").to_arrow_table().schema  # noqa: S608
+
+    def parts() -> Iterator[pa.Table]:
+        reader = con.execute(query).to_arrow_reader(ROWS_PER_PART)
+        for batch in reader:
+            yield pa.Table.from_batches([batch])
+
+    return replace_all_rows(
+        tables, table_name(spec.name), schema, parts, properties={"ecommerce.source": spec.name, **properties}
+    )
+
+
+def clean_source(con: duckdb.DuckDBPyConnection, source: str, files: Sequence[SourceFile], cleaned_path: Path | None,
+                 quarantine_path: Path, *, tables: IcebergTables | None = None,
+                 properties: dict[str, str] | None = None) -> CleanResult:
+    """``load_files`` then ``clean``: the whole cleaning of one source (into the Iceberg table with ``tables``)."""
+    return clean(con, load_files(con, source, files), cleaned_path, quarantine_path, tables=tables,
+                 properties=properties)

@@ -1,17 +1,26 @@
-"""Catalog sourcing assets: API pages -> cleaned snapshot -> gold tables -> distributor matches -> report."""
+"""Catalog sourcing assets: API pages -> cleaned snapshot -> gold tables -> distributor matches -> report.
+
+The cleaned snapshots are the Iceberg table ``catalog_snapshots`` (identity-partitioned by ``seller_id`` and
+``snapshot_date``; a SQLite catalog locally, Glue on AWS): ``catalog/snapshot`` replaces its seller/date partition
+in one commit, and the gold tables read the seller's data files of the table's current snapshot.
+"""
 
 import datetime as dt
 import json
+import tempfile
+from pathlib import Path
 
 import dagster as dg
 from pydantic import Field
 
 from ecommerce_assets.defs.catalog.partitions import seller_query, sellers_partitions
-from ecommerce_assets.lib.metadata import table_metadata, warehouse_table_metadata
+from ecommerce_assets.lib.metadata import iceberg_commit_metadata, table_metadata, warehouse_table_metadata
 from ecommerce_assets.resources.catalog_api import CatalogApiError, CatalogApiResource, CatalogAuthError
 from ecommerce_assets.settings import get_settings
 from ecommerce_assets.storage import registration, zones
+from ecommerce_assets.storage.iceberg import IcebergTables
 from ecommerce_assets.storage.lake import Lake
+from ecommerce_assets.storage.table_catalog import TableCatalog
 from ecommerce_assets.storage.warehouses.base import Warehouse
 from ecommerce_assets.transforms import catalog as catalog_tf
 from ecommerce_assets.transforms import matching, report
@@ -19,7 +28,8 @@ from ecommerce_assets.transforms.files import csv_for_people
 
 GROUP = "catalog"
 RAW = zones.CATALOG_RAW
-SNAPSHOTS = zones.CATALOG_SNAPSHOTS
+SNAPSHOTS = zones.CATALOG_SNAPSHOTS  # now only the CSV exports: the rows are the Iceberg table SNAPSHOTS_TABLE
+SNAPSHOTS_TABLE = catalog_tf.TABLE
 AMAZON_DATA = zones.CATALOG_AMAZON_DATA
 HISTORY = zones.CATALOG_HISTORY
 MATCHES = zones.CATALOG_MATCHES
@@ -135,7 +145,7 @@ def catalog_raw_pages(
     deps=[RAW_PAGES_KEY],
     partitions_def=sellers_partitions,
     group_name=GROUP,
-    kinds={"python", "duckdb", "parquet", "csv"},
+    kinds={"python", "duckdb", "iceberg", "csv"},
     check_specs=[
         dg.AssetCheckSpec("no_duplicate_asins", asset=SNAPSHOT_KEY, blocking=True,
                           description="One row per ASIN in the seller snapshot."),
@@ -145,11 +155,22 @@ def catalog_raw_pages(
     description=(
         "The seller's pages of one date cleaned (see `ecommerce_assets.transforms.catalog`): the 15 kept columns "
         "+ seller_id, snapshot_date, product_gtin; prices parsed, ratings DECIMAL(2,1), one row per ASIN. "
-        "Written as CSV (Redshift COPY) and Parquet to `processed/catalog/snapshots/seller=<id>/date=<d>/`. "
-        "A bad page goes whole to `quarantine/catalog/` with its reason; the other pages go on."
+        "The rows are the seller/date partition of the Iceberg table `catalog_snapshots` (files below "
+        "`processed/catalog_snapshots/`, identity-partitioned on seller_id and snapshot_date), replaced in ONE "
+        "commit: readers see the old rows or the new, a re-run gives the same rows, a snapshot with no good row "
+        "empties its partition, other sellers and dates are untouched. Queryable as `lake.catalog_snapshots` "
+        "(the Glue Iceberg table in aws mode). Also exported as CSV (Redshift COPY) to "
+        "`processed/catalog/snapshots/seller=<id>/date=<d>/products.csv`. A bad page goes whole to "
+        "`quarantine/catalog/` with its reason; the other pages go on."
     ),
 )
-def catalog_snapshot(context: dg.AssetExecutionContext, config: SnapshotConfig, lake: dg.ResourceParam[Lake]) -> dg.MaterializeResult:
+def catalog_snapshot(
+    context: dg.AssetExecutionContext,
+    config: SnapshotConfig,
+    lake: dg.ResourceParam[Lake],
+    iceberg: dg.ResourceParam[IcebergTables],
+    table_catalog: dg.ResourceParam[TableCatalog],
+) -> dg.MaterializeResult:
     seller_id = context.partition_key
     date = config.snapshot_date or latest_raw_date(lake, seller_id)
     if not date:
@@ -171,22 +192,29 @@ def catalog_snapshot(context: dg.AssetExecutionContext, config: SnapshotConfig, 
         if not r.ok:
             lake.copy(r.source, quarantine_prefix + r.source.rsplit("/", 1)[-1])
             context.log.warning(f"quarantined {r.source}: {r.page_error.rule}: {r.page_error.problem}")
-    snap = seller_date_prefix(SNAPSHOTS, seller_id, date)
+    csv_key = seller_date_prefix(SNAPSHOTS, seller_id, date) + "products.csv"
     con = lake.engine()
     try:
-        with lake.writing(snap + "products.csv") as csv_uri, lake.writing(snap + "products.parquet") as parquet_uri:
-            res = catalog_tf.build_snapshot(con, results, csv_uri, parquet_uri)
-        preview = con.execute("SELECT * FROM read_parquet(?) LIMIT 10", [lake.uri(snap + "products.parquet")]).to_arrow_table()
+        res = catalog_tf.build_snapshot(con, results)
+        # the partition's rows in one commit (the table is the snapshot), then the CSV export of the same rows
+        commit = catalog_tf.commit_snapshot(iceberg, res, properties={"dagster.run-id": context.run.run_id})
+        with lake.writing(csv_key) as csv_uri:
+            catalog_tf.write_csv(con, res.table, csv_uri)
     finally:
         con.close()
+    # what the commit's snapshot holds for this seller and date (whatever commits come after)
+    committed = iceberg.read(SNAPSHOTS_TABLE, snapshot_id=commit.snapshot_id, where=res.partition())
+    committed_dups = catalog_tf.duplicate_asins(committed)
+    registration = table_catalog.register_iceberg_table(
+        iceberg, SNAPSHOTS_TABLE, table_catalog.default_database, SNAPSHOTS_TABLE
+    )
     if res.issues:
         lake.write_bytes(quarantine_prefix + "reasons.json", json.dumps(res.issues, indent=1, default=str).encode())
     price_issues = [i for i in res.issues if i["rule"] == "unparseable_price"]
     checks = [
         dg.AssetCheckResult(
-            check_name="no_duplicate_asins", passed=res.duplicate_asins_after_dedupe == 0,
-            metadata={"duplicate_asins": res.duplicate_asins_after_dedupe,
-                      "duplicates_removed": res.removed["duplicate_asin"]},
+            check_name="no_duplicate_asins", passed=committed_dups == 0,
+            metadata={"duplicate_asins": committed_dups, "duplicates_removed": res.removed["duplicate_asin"]},
         ),
         dg.AssetCheckResult(
             check_name="price_parse_failures", passed=not price_issues, severity=dg.AssetCheckSeverity.WARN,
@@ -197,40 +225,68 @@ def catalog_snapshot(context: dg.AssetExecutionContext, config: SnapshotConfig, 
     ]
     return dg.MaterializeResult(
         metadata=table_metadata(
-            res.rows_out, preview, uri=lake.uri(snap + "products.parquet"),
+            committed.num_rows, committed.slice(0, 10), uri=iceberg.location(SNAPSHOTS_TABLE),
             extra={
                 "seller_id": seller_id, "snapshot_date": date, "pages": res.pages, "bad_pages": res.bad_pages,
                 "products_in": res.products_in, "rows_out": res.rows_out, "quarantined_rows": res.quarantined_rows,
                 "removed": dg.MetadataValue.json(res.removed), "field_issues": dg.MetadataValue.json(res.field_issues),
-                "reconciles": res.reconciles, "csv_uri": dg.MetadataValue.path(lake.uri(snap + "products.csv")),
+                "reconciles": res.reconciles and committed.num_rows == res.rows_out,
+                "csv_uri": dg.MetadataValue.path(lake.uri(csv_key)),
+                **iceberg_commit_metadata(commit),
+                "catalog": dg.MetadataValue.json(registration),
             },
         ),
         check_results=checks,
     )
 
 
-def _seller_table(context: dg.AssetExecutionContext, lake: Lake, warehouse: Warehouse, table: str, root: str,
-                  sql: str, with_seller_param: bool) -> dg.MaterializeResult:
+def _seller_table(context: dg.AssetExecutionContext, lake: Lake, warehouse: Warehouse, iceberg: IcebergTables,
+                  table: str, root: str, sql: str, with_seller_param: bool) -> dg.MaterializeResult:
+    """Load ``table``'s rows of the seller from ``sql`` over the seller's partitions of ``catalog_snapshots``.
+
+    The table's current snapshot is read once: its data files of the seller (copy-on-write: the files ARE the
+    rows) are the ``read_parquet`` list of ``sql``. A seller whose partitions hold no row (every snapshot had no
+    good row) loads no row; a table never written fails, naming the asset to materialize first.
+    """
     seller_id = context.partition_key
-    snaps = [o.key for o in lake.list_objects(f"{SNAPSHOTS}seller={seller_id}/") if o.key.endswith("products.parquet")]
-    if not snaps:
-        raise dg.Failure(f"no cleaned snapshots for seller {seller_id}: materialize {SNAPSHOT_KEY.to_user_string()} first")
+    snapshot = iceberg.current_snapshot_id(SNAPSHOTS_TABLE)
+    if snapshot is None:
+        raise dg.Failure(f"no cleaned snapshots yet (the Iceberg table {SNAPSHOTS_TABLE} has none): materialize "
+                         f"{SNAPSHOT_KEY.to_user_string()} for seller {seller_id} first")
+    files = iceberg.data_files(SNAPSHOTS_TABLE, snapshot_id=snapshot, partition={"seller_id": seller_id})
+    if not files:
+        context.log.warning(f"{SNAPSHOTS_TABLE} holds no row of seller {seller_id} at snapshot {snapshot}: "
+                            f"its rows in {table} are replaced by none")
     out = f"{root}seller={seller_id}/part.parquet"
     con = lake.engine()
     try:
-        params: list = [[lake.uri(k) for k in snaps]] + ([seller_id] if with_seller_param else [])
-        con.execute(f"CREATE TEMP TABLE t AS {sql}", params)  # noqa: S608 - constant SQL
+        with tempfile.TemporaryDirectory(prefix="catalog-snapshots-") as tmp:
+            sources = list(files)
+            if not sources:  # the SQL over no row (an empty file of the snapshot columns) gives its empty result
+                empty = Path(tmp) / "no_rows.parquet"
+                empty.write_bytes(catalog_tf.to_parquet_bytes(catalog_tf.SCHEMA.empty_table()))
+                sources = [str(empty)]
+            params: list = [sources] + ([seller_id] if with_seller_param else [])
+            con.execute(f"CREATE TEMP TABLE t AS {sql}", params)  # noqa: S608 - constant SQL
+            dates = con.execute("SELECT count(DISTINCT snapshot_date) FROM read_parquet(?)", [sources]).fetchone()[0]
+        loaded = int(con.execute("SELECT count(*) FROM t").fetchone()[0])
         with lake.writing(out) as uri:
             con.execute("COPY t TO ? (FORMAT parquet, COMPRESSION zstd)", [uri])
     finally:
         con.close()
     rows = warehouse.replace_rows(table, [lake.uri(out)], key_columns=["seller_id"])
+    if not loaded:  # an upsert of no row deletes none: the seller's rows go explicitly
+        warehouse.execute(f"DELETE FROM {table} WHERE seller_id = ?", [seller_id])  # noqa: S608 - constant name
+        rows = warehouse.row_count(table)
     seller_rows = warehouse.query(f"SELECT count(*) AS n FROM {table} WHERE seller_id = ?", [seller_id])  # noqa: S608
     return dg.MaterializeResult(
         metadata=warehouse_table_metadata(
             warehouse, table,
             extra={"seller_id": seller_id, "seller_rows": int(seller_rows.column("n")[0].as_py()),
-                   "table_rows": rows, "snapshots": len(snaps)},
+                   "table_rows": rows, "snapshots": int(dates), "snapshot_files": len(files),
+                   "iceberg/table": dg.MetadataValue.text(iceberg.identifier(SNAPSHOTS_TABLE)),
+                   # the snapshot read (a 64-bit number: as text, so that no JSON reader rounds it)
+                   "iceberg/snapshot_id": dg.MetadataValue.text(str(snapshot))},
         )
     )
 
@@ -243,12 +299,15 @@ def _seller_table(context: dg.AssetExecutionContext, lake: Lake, warehouse: Ware
     kinds={"duckdb", "table"},
     automation_condition=dg.AutomationCondition.eager(),
     description=(
-        "`gold.amazon_data`: for each seller and ASIN, the row of the latest snapshot that listed it. Loaded per "
-        "seller (the seller's rows are replaced), so re-runs are idempotent."
+        "`gold.amazon_data`: for each seller and ASIN, the row of the latest snapshot that listed it, read from "
+        "the seller's partitions of the Iceberg table `catalog_snapshots` at its current snapshot (its id in the "
+        "metadata). Loaded per seller (the seller's rows are replaced), so re-runs are idempotent."
     ),
 )
-def amazon_data(context: dg.AssetExecutionContext, lake: dg.ResourceParam[Lake], warehouse: dg.ResourceParam[Warehouse]) -> dg.MaterializeResult:
-    return _seller_table(context, lake, warehouse, "gold.amazon_data", AMAZON_DATA, catalog_tf.LATEST_SNAPSHOT_SQL, False)
+def amazon_data(context: dg.AssetExecutionContext, lake: dg.ResourceParam[Lake],
+                warehouse: dg.ResourceParam[Warehouse], iceberg: dg.ResourceParam[IcebergTables]) -> dg.MaterializeResult:
+    return _seller_table(context, lake, warehouse, iceberg, "gold.amazon_data", AMAZON_DATA,
+                         catalog_tf.LATEST_SNAPSHOT_SQL, False)
 
 
 @dg.asset(
@@ -260,11 +319,15 @@ def amazon_data(context: dg.AssetExecutionContext, lake: dg.ResourceParam[Lake],
     automation_condition=dg.AutomationCondition.eager(),
     description=(
         "`gold.amazon_data_history`: price and availability of every ASIN a seller ever listed, per snapshot "
-        "date (listed or not, previous price, price change, new/delisted/relisted)."
+        "date (listed or not, previous price, price change, new/delisted/relisted), from the seller's partitions "
+        "of the Iceberg table `catalog_snapshots` at its current snapshot (its id in the metadata)."
     ),
 )
-def amazon_data_history(context: dg.AssetExecutionContext, lake: dg.ResourceParam[Lake], warehouse: dg.ResourceParam[Warehouse]) -> dg.MaterializeResult:
-    return _seller_table(context, lake, warehouse, "gold.amazon_data_history", HISTORY, catalog_tf.HISTORY_SQL, True)
+def amazon_data_history(context: dg.AssetExecutionContext, lake: dg.ResourceParam[Lake],
+                        warehouse: dg.ResourceParam[Warehouse],
+                        iceberg: dg.ResourceParam[IcebergTables]) -> dg.MaterializeResult:
+    return _seller_table(context, lake, warehouse, iceberg, "gold.amazon_data_history", HISTORY,
+                         catalog_tf.HISTORY_SQL, True)
 
 
 @dg.asset(
