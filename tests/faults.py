@@ -172,13 +172,20 @@ def is_temporary(path: Path) -> bool:
 
 
 # --- the processed zone's Iceberg tables -----------------------------------------------------------------
+# what one commit of a table replaces, beyond its partition columns (a stream batch inside its date partition)
+SLICE_COLUMNS = {"stream_order_lines": ("batch",)}
+
+
 @dataclass(frozen=True)
 class IcebergState:
-    """One Iceberg table as a reader sees it: its folder, and its current snapshot's data files and rows."""
+    """One Iceberg table as a reader sees it: its folder, and its current snapshot's data files and rows, in all
+    and per slice (the rows of each value of its partition columns, and of its ``SLICE_COLUMNS``): what one commit
+    replaces, so that a run killed between two commits shows some slices whole and the others absent."""
 
     folder: Path
     data_files: tuple[Path, ...]
     rows: int | None  # None: the table exists but no snapshot was ever committed (a reader sees no table yet)
+    slices: dict[str, int] = field(default_factory=dict)
 
 
 def _is_iceberg_folder(folder: Path) -> bool:
@@ -214,10 +221,20 @@ def iceberg_tables(data_dir: Path) -> dict[str, IcebergState]:
             out[name] = IcebergState(folder, (), None)
             continue
         tasks = list(table.scan().plan_files())
+        schema = table.schema()
+        columns = [schema.find_column_name(f.source_id) for f in table.spec().fields]
+        columns += [c for c in SLICE_COLUMNS.get(name, ()) if c in schema.column_names]
+        slices: dict[str, int] = {}
+        if columns:
+            for row in table.scan(selected_fields=tuple(columns)).to_arrow().group_by(columns).aggregate(
+                [([], "count_all")]
+            ).to_pylist():
+                slices[",".join(f"{c}={row[c]}" for c in columns)] = row["count_all"]
         out[name] = IcebergState(
             folder,
             tuple(Path(t.file.file_path.removeprefix("file://")) for t in tasks),
             sum(t.file.record_count for t in tasks),
+            slices,
         )
     return out
 
@@ -236,7 +253,7 @@ def unreadable_files(lake_dir: Path) -> list[str]:
     for name, state in tables.items():
         for path in state.data_files:
             try:
-                pq.read_table(path)
+                pq.ParquetFile(path).read()  # the file alone: its folder's name=value is no partition to infer
             except Exception as exc:  # noqa: BLE001 - every failure is a finding, named
                 bad.append(f"iceberg {name} {path.name}: {type(exc).__name__}: {str(exc)[:200]}")
     folders = iceberg_folders(lake_dir)
@@ -277,11 +294,14 @@ def dataset_rows(folder: Path) -> int | None:
 
 def lake_units(lake_dir: Path) -> dict[str, int]:
     """What one write puts in place, with its rows: every Parquet / JSON-lines file of the processed,
-    quarantine and archive zones (DuckDB's ``tmp_`` names included: a glob reader sees them), and every Iceberg
-    table as one unit (``iceberg <table>``: the rows of its current snapshot; absent until its first commit)."""
-    units: dict[str, int] = {
-        f"iceberg {name}": state.rows for name, state in iceberg_tables(lake_dir.parent).items() if state.rows is not None
-    }
+    quarantine and archive zones (DuckDB's ``tmp_`` names included: a glob reader sees them), and each slice of
+    every Iceberg table (``iceberg <table> <partition>``: its rows at the current snapshot; absent until committed)."""
+    units: dict[str, int] = {}
+    for name, state in iceberg_tables(lake_dir.parent).items():
+        if state.slices:  # a partitioned table: each slice is what one commit puts in place
+            units |= {f"iceberg {name} {key}": rows for key, rows in state.slices.items()}
+        elif state.rows is not None:
+            units[f"iceberg {name}"] = state.rows
     folders = iceberg_folders(lake_dir)
     for zone in ("processed", "quarantine", "archive"):
         for path in files_below(lake_dir / zone):
