@@ -378,5 +378,7 @@ def _orders_figure(key: str) -> bool:
     kind, _, name = key.partition(" ")
     if kind == "warehouse":
         return name.split(".")[0] in ("raw_orders", "staging", "snapshots", "marts")
+    if kind == "iceberg":
+        return name.startswith("orders_")  # the cleaned sources' tables, orders_<source>
     return kind == "lake" and name.split("/")[1:2] in (["orders"], ["customers"], ["products"], ["api"],
                                                         ["api_products"])
