@@ -221,18 +221,24 @@ def runs_by_key(ticks: SensorTicks) -> dict[str, list[str]]:
 
 
 def processed(data_dir: Path) -> dict[str, object]:
-    """Rows per date and duplicate transaction ids of the processed Parquet (what a reader's glob sees)."""
-    glob = str(data_dir / "lake" / "processed" / "transactions" / "date=*" / "*.parquet")
+    """Rows per date and duplicate transaction ids of the Iceberg table ``transactions`` at the snapshot its
+    catalog points at (what every reader sees)."""
+    state = faults.iceberg_tables(data_dir).get("transactions")
+    files = [str(p) for p in state.data_files] if state is not None else []
+    if not files:
+        return {"rows_per_date": {}, "duplicate_ids": 0}
     con = duckdb.connect()
     try:
         per_date = dict(
             con.execute(
-                "SELECT CAST(date AS VARCHAR), count(*) FROM read_parquet(?, hive_partitioning = true) "
+                "SELECT CAST(date AS VARCHAR), count(*) FROM read_parquet(?, hive_partitioning = false) "
                 "GROUP BY 1 ORDER BY 1",
-                [glob],
+                [files],
             ).fetchall()
         )
-        ids = con.execute("SELECT count(*), count(DISTINCT transaction_id) FROM read_parquet(?)", [glob]).fetchone()
+        ids = con.execute(
+            "SELECT count(*), count(DISTINCT transaction_id) FROM read_parquet(?, hive_partitioning = false)", [files]
+        ).fetchone()
     finally:
         con.close()
     assert ids is not None

@@ -10,7 +10,7 @@ namespace, so the whole scenario runs inside it, as one shell script:
    (``python -m tests.fault_probes check``, written as JSON outside the tmpfs);
 2. the full data set (524,878 lines) lands and the tmpfs is shrunk (``mount -o remount,size=``) to what it
    holds plus a headroom chosen so that the disk fills in the write under test: the raw copy of the landed
-   file, the cleaned Parquet, the gold Parquet, or the gold load into the DuckDB warehouse. ``run`` again:
+   file, the cleaned Iceberg table's data files, the gold Parquet, or the gold load into the DuckDB warehouse. ``run`` again:
    it must exit non-zero, print no traceback, and print one line that says "No space left on device" and
    names a path on the tmpfs. The figures are taken again: every Parquet file readable, the warehouse
    readable, no in-flight file left taking space, and each unit of the pipeline (the cleaned zone, each gold
@@ -129,7 +129,9 @@ def reference(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     processed = data_dir / "lake" / "processed" / "online_retail"
     out["kib"] = {
         "raw": math.ceil(FULL_RETAIL.stat().st_size / 4096) * 4,  # the raw copy is the landed bytes
-        "cleaned": tmpfs_kib(processed / "cleaned"),
+        # the cleaned Iceberg table's data files at its current snapshot (the full data set's rows)
+        "cleaned": sum(math.ceil(p.stat().st_size / 4096) * 4
+                       for p in faults.iceberg_tables(data_dir)["online_retail_cleaned"].data_files),
         "quarantine": tmpfs_kib(data_dir / "lake" / "quarantine" / "online_retail"),
         "gold": tmpfs_kib(processed / "gold"),
         "sales": math.ceil((processed / "gold" / "sales_transactions.parquet").stat().st_size / 4096) * 4,

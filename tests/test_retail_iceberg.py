@@ -13,6 +13,7 @@ from typing import Any
 import dagster as dg
 import duckdb
 import pyarrow as pa
+import pytest
 
 from ecommerce_assets.storage.iceberg import COMMIT_ID, IcebergTables, replace_all_rows
 from ecommerce_assets.storage.warehouses.duckdb import warehouse_config
@@ -267,3 +268,27 @@ def test_gold_loaded_as_of_yesterdays_snapshot_restores_yesterdays_rows_without_
         failure = next(e for e in unknown.all_events if e.event_type_value == "STEP_FAILURE")
         assert "table history online_retail_cleaned" in str(failure.event_specific_data.error)
         assert _gold(data_dir, query) == yesterdays_gold  # a refused load changes nothing
+
+
+def test_a_write_that_fails_midway_takes_its_files_with_it_and_the_table_is_unchanged(tmp_path: Path) -> None:
+    """A failed attempt (here the source fails after two parts were written: a full disk behaves the same) leaves
+    no data file behind, so the space it took is free again for the run to record its failure."""
+    store = IcebergTables(catalog_kind="sql", warehouse=(tmp_path / "lake").as_uri(),
+                          sqlite_path=str(tmp_path / "catalog.db"))
+    schema = pa.schema([("invoice_month", pa.string()), ("n", pa.int64())])
+    data_dir = tmp_path / "lake" / "processed" / "t" / "data"
+    first = replace_all_rows(store, "t", schema, lambda: iter([pa.table({"invoice_month": ["2011-01"], "n": [1]},
+                                                                         schema=schema)]), ("invoice_month",))
+    before = sorted(p.name for p in data_dir.rglob("*.parquet"))
+
+    def failing() -> Any:
+        for month in ("2011-02", "2011-03"):
+            yield pa.table({"invoice_month": [month] * 3, "n": [1, 2, 3]}, schema=schema)
+        assert len(list(data_dir.rglob("*.parquet"))) == len(before) + 2  # both parts' files were written
+        raise OSError(28, "No space left on device")
+
+    with pytest.raises(OSError, match="No space left"):
+        replace_all_rows(store, "t", schema, failing, ("invoice_month",))
+    assert sorted(p.name for p in data_dir.rglob("*.parquet")) == before
+    assert store.current_snapshot_id("t") == first.snapshot_id
+    assert store.read("t").to_pylist() == [{"invoice_month": "2011-01", "n": 1}]

@@ -815,6 +815,22 @@ def replace_all_rows(
     def apply(table: Table, snapshot_properties: dict[str, str]) -> tuple[str, ...]:
         new_columns = _check_schema(identifier, table, target)
         summary = {**(properties or {}), **snapshot_properties}
+        written: list[str] = []  # the write's uuid, which names every data file it writes
+        from pyiceberg.exceptions import CommitStateUnknownException
+
+        try:
+            _replace(table, new_columns, summary, written)
+        except CommitStateUnknownException:
+            raise  # the catalog may hold the commit: its files may be referenced, so they stay
+        except BaseException:
+            # a failed attempt (a full disk, a lost race, an interrupt) takes its files with it: nothing of it is
+            # referenced, and on a full disk they would hold the space the run needs to record its failure
+            if written:
+                _remove_files_of_write(table, written[0])
+            raise
+        return new_columns
+
+    def _replace(table: Table, new_columns: tuple[str, ...], summary: dict[str, str], written: list[str]) -> None:
         with table.transaction() as tx:
             if new_columns or _nested_differs(table, target):
                 with tx.update_schema() as update:
@@ -823,6 +839,7 @@ def replace_all_rows(
                 warnings.filterwarnings("ignore", message=_NO_MATCH_WARNING)
                 tx.delete(AlwaysTrue(), snapshot_properties=summary)
             with tx.update_snapshot(snapshot_properties=summary).fast_append() as append:
+                written.append(str(append.commit_uuid))
                 for part in parts():
                     rows = _cast_to(tx, normalize_table(part))
                     if not rows.num_rows:
@@ -836,6 +853,23 @@ def replace_all_rows(
                         table_metadata=tx.table_metadata, write_uuid=append.commit_uuid, df=rows, io=table.io
                     ):
                         append.append_data_file(data_file)
-        return new_columns
 
     return tables._commit(name, apply)
+
+
+def _remove_files_of_write(table: Table, write_uuid: str) -> int:
+    """Delete the data files one write attempt left (their names carry its uuid); return how many."""
+    from urllib.parse import urlparse
+
+    from pyarrow.fs import FileSelector, FileType
+
+    location = urlparse(f"{table.location().rstrip('/')}/data")
+    scheme = location.scheme or "file"
+    fs = table.io.fs_by_scheme(scheme, location.netloc)
+    root = location.path if scheme == "file" else f"{location.netloc}{location.path}"
+    removed = 0
+    for info in fs.get_file_info(FileSelector(root, recursive=True, allow_not_found=True)):
+        if info.type == FileType.File and write_uuid in info.base_name:
+            fs.delete_file(info.path)
+            removed += 1
+    return removed
