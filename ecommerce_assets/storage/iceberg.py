@@ -451,6 +451,11 @@ class IcebergTables(StorageModel):
                     raise
                 table.refresh()
                 continue
+            except OSError as exc:  # a full disk, a lost mount: say which table and where (Arrow's message does not)
+                raise OSError(
+                    exc.errno, f"{exc.strerror or exc} (writing the Iceberg table {self.identifier(name)} in "
+                    f"{_plain(self.location(name))})"
+                ) from exc
             table.refresh()
             return _commit_info(self.identifier(name), table, commit_id, new_columns, attempt)
         raise AssertionError("unreachable")  # pragma: no cover
