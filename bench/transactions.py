@@ -4,7 +4,8 @@ Inputs come from the product's own generator (``ecommerce_assets.services.transa
 dates, files of 10,000 JSON lines (1 M rows: 100 files, 230 MB; 10 M rows: 1,000 files, 2.3 GB).
 
 * ``product``: ``transforms.transactions.transform_partition`` for each date, as the ``transactions``
-  asset runs it (rules, quarantine, reconciliation, one Parquet file per date);
+  asset runs it (rules, quarantine, reconciliation, each date's rows committed to the Iceberg table
+  ``transactions`` of a SQLite catalog in the work dir);
 * ``pandas``: ``pd.read_json(lines=True)`` per file, concatenated, the same rules and discount, then
   ``to_parquet(partition_cols=["date"])``: the straightforward way (run under an address-space cap);
 * ``floor``: one DuckDB statement: ``read_json`` over every file -> the rules and derived columns ->
@@ -55,6 +56,7 @@ def _landing(root: Path) -> Path:
 def product(params: dict, work: Path) -> dict:
     import shutil
 
+    from ecommerce_assets.storage.iceberg import IcebergTables
     from ecommerce_assets.storage.lake import LocalLake
     from ecommerce_assets.transforms.transactions import transform_partition
 
@@ -63,12 +65,15 @@ def product(params: dict, work: Path) -> dict:
     lake_dir = work / "lake"
     shutil.copytree(_landing(root), lake_dir / "raw" / "transactions", copy_function=lambda s, d: Path(d).hardlink_to(s))
     lake = LocalLake(base_dir=str(lake_dir), duckdb_memory_limit=params.get("duckdb_memory_limit", "2GB"))
+    # as the asset runs: each date's rows committed to the Iceberg table (a SQLite catalog in the work dir)
+    tables = IcebergTables(catalog_kind="sql", warehouse=lake_dir.resolve().as_uri(),
+                           sqlite_path=str(work / "iceberg_catalog.db"))
 
     def run() -> dict:
         rows = 0
         for prefix in lake.list_prefixes("raw/transactions/"):
             date = prefix.rstrip("/").rsplit("=", 1)[1]
-            result = transform_partition(lake, date, list(lake.list_objects(prefix)))
+            result = transform_partition(lake, date, list(lake.list_objects(prefix)), tables=tables)
             rows += result.records_out
         return {"rows_out": rows}
 
