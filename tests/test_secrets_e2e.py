@@ -340,6 +340,7 @@ def test_no_secret_in_output_instance_ui_alerts_or_lake(
         "AWS_REGION": MOTO_REGION,
         "ECOMMERCE_WAREHOUSE": "postgres",
         "ECOMMERCE_WAREHOUSE_DSN": postgres_db,
+        "ECOMMERCE_GLUE_DATABASE": aws.bucket.replace("-", "_"),  # its own: moto's Glue is shared by every test
         "PGPASSWORD": SECRETS["PGPASSWORD"],
         "ECOMMERCE_CATALOG_API_URL": catalog.url,
         "ECOMMERCE_CATALOG_API_KEY": SECRETS["catalog API key"],

@@ -27,7 +27,8 @@ def aws_env(moto_endpoint: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch)
         "ECOMMERCE_S3_PREFIX": "lake",
         "ECOMMERCE_DATA_DIR": str(tmp_path / "data"),
         "DAGSTER_HOME": str(tmp_path / "dagster_home"),
-        "ECOMMERCE_GLUE_DATABASE": "ecommerce",
+        # a database of its own: moto's Glue is shared by every test, and the Iceberg tables keep their names
+        "ECOMMERCE_GLUE_DATABASE": bucket.replace("-", "_"),
         "ECOMMERCE_ALERTS_TOPIC_ARN": topic["TopicArn"],
         "ECOMMERCE_ALERTS_DLQ_URL": alerts_dlq["QueueUrl"],
         "ECOMMERCE_KV_TABLE_PREFIX": f"t{uuid.uuid4().hex[:8]}-",

@@ -61,10 +61,11 @@ def test_glue_processed_tables_asset_registers_every_processed_table(aws_env, po
     assert result.success
     meta = result.asset_materializations_for_node("aws__glue_processed_tables")[0].metadata
     tables = {r["table"]: r for r in meta["registrations"].value}
-    assert set(tables) == {"ecommerce.r_cleaned", "ecommerce.r_gold"}
-    assert tables["ecommerce.r_cleaned"]["partitions"] == 1
+    db = get_settings().glue_database
+    assert set(tables) == {f"{db}.r_cleaned", f"{db}.r_gold"}
+    assert tables[f"{db}.r_cleaned"]["partitions"] == 1
     glue = resources["table_catalog"]
-    assert [k["Name"] for k in glue.get_table("ecommerce", "r_cleaned")["PartitionKeys"]] == ["invoice_date"]
+    assert [k["Name"] for k in glue.get_table(db, "r_cleaned")["PartitionKeys"]] == ["invoice_date"]
 
     monkeypatch.setenv("ECOMMERCE_ENV", "local")
     assert not hasattr(fresh_aws_assets(), "glue_processed_tables")

@@ -173,7 +173,7 @@ def test_athena_query_calls_the_api_and_types_results(s3_lake, aws_env, moto_end
     ex = athena.get_query_execution(QueryExecutionId=executions[0])["QueryExecution"]
     assert ex["Query"] == sql
     assert ex["ExecutionParameters"] == ["'2011-01-01'", "'O''Hare'"]
-    assert ex["QueryExecutionContext"]["Database"] == "ecommerce"
+    assert ex["QueryExecutionContext"]["Database"] == aws_env["ECOMMERCE_GLUE_DATABASE"]
     # like Athena, moto appends <query id>.csv to the output location we passed
     assert ex["ResultConfiguration"]["OutputLocation"] == s3_lake.uri(f"athena-results/{executions[0]}.csv")
     assert athena_literal(None) == "NULL" and athena_literal(3) == "3"

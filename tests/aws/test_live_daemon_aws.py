@@ -56,6 +56,7 @@ def retail_settings(moto_endpoint: str, postgres_db: str, tmp_path: Path) -> dic
         "AWS_REGION": MOTO_REGION,  # only AWS_REGION: every client must honour it
         "ECOMMERCE_WAREHOUSE": "postgres",
         "ECOMMERCE_WAREHOUSE_DSN": postgres_db,
+        "ECOMMERCE_GLUE_DATABASE": bucket.replace("-", "_"),  # its own: moto's Glue is shared by every test
         "ECOMMERCE_DATA_DIR": str(tmp_path / "data"),
         "DAGSTER_HOME": str(tmp_path / "dagster_home"),  # does not exist yet: the command creates it
         "ECOMMERCE_DUCKDB_THREADS": "1",

@@ -62,6 +62,8 @@ def aws_alone(moto_endpoint: str, postgres_db: str, tmp_path: Path) -> dict[str,
         "AWS_REGION": MOTO_REGION,
         "ECOMMERCE_WAREHOUSE": "postgres",
         "ECOMMERCE_WAREHOUSE_DSN": postgres_db,
+        # its own Glue database: moto's Glue is shared by every test, and the Iceberg tables keep their names
+        "ECOMMERCE_GLUE_DATABASE": bucket.replace("-", "_"),
     })
 
 
