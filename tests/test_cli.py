@@ -10,6 +10,8 @@ from pathlib import Path
 import duckdb
 import pytest
 
+from ecommerce_assets.storage.warehouses.duckdb import warehouse_config
+
 ROOT = Path(__file__).resolve().parents[1]
 CLI = ROOT / ".venv" / "bin" / "ecommerce-assets"
 RUN_LINE = re.compile(r"^(ok|FAILED) +\d+\.\d+s  \w+ ")
@@ -23,8 +25,10 @@ def user_env(tmp_path: Path, **extra: str) -> dict[str, str]:
 
 
 def tables(database: Path) -> dict[str, int]:
-    """``{schema.table: rows}`` of every table in a DuckDB file (opened read-only)."""
-    with duckdb.connect(str(database), read_only=True) as con:
+    """``{schema.table: rows}`` of every table in a DuckDB file (opened read-only, as the product opens it: the
+    ``lake.*`` views of the Iceberg tables load the offline iceberg extension of the data dir)."""
+    config = warehouse_config(str(database.parent / "duckdb_extensions"))
+    with duckdb.connect(str(database), read_only=True, config=config) as con:
         names = con.execute(
             "SELECT table_schema, table_name FROM information_schema.tables "
             "WHERE table_schema NOT IN ('information_schema', 'pg_catalog')"
