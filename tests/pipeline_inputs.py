@@ -232,13 +232,22 @@ def _locate(rows: list[tuple[str, str]], name: str) -> str | None:
     return found[0] if found else None
 
 
+def _connect(path: Path) -> Any:
+    """The warehouse file opened read-only as the product opens it: the ``lake.*`` views of the Iceberg tables
+    load the data dir's offline iceberg extension (nothing is downloaded)."""
+    import duckdb
+
+    from ecommerce_assets.storage.warehouses.duckdb import warehouse_config
+
+    return duckdb.connect(str(path), read_only=True, config=warehouse_config(str(path.parent / "duckdb_extensions")))
+
+
 def duckdb_tables(path: Path, names: Iterable[str]) -> dict[str, int]:
     """``{name: rows}`` for each of ``names`` (``table``: any schema, or ``schema.table``) in the DuckDB
     file; a table that does not exist is left out."""
-    import duckdb
 
     out: dict[str, int] = {}
-    con = duckdb.connect(str(path), read_only=True)
+    con = _connect(path)
     try:
         rows = con.execute("SELECT table_schema, table_name FROM information_schema.tables").fetchall()
         for name in names:
@@ -254,10 +263,9 @@ def duckdb_tables(path: Path, names: Iterable[str]) -> dict[str, int]:
 
 def duckdb_column(path: Path, table: str, column: str) -> list[Any]:
     """Every value of ``table.column`` (``schema.table``) in the DuckDB file."""
-    import duckdb
 
     schema, name = table.split(".")
-    con = duckdb.connect(str(path), read_only=True)
+    con = _connect(path)
     try:
         query = f"SELECT {quote_ident(column)} FROM {quote_ident(schema)}.{quote_ident(name)}"  # noqa: S608 (quoted identifiers)
         return [r[0] for r in con.execute(query).fetchall()]
