@@ -10,6 +10,7 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -144,3 +145,30 @@ def postgres_db(postgres_dsn: str) -> Iterator[str]:
     yield f"{base}/{name}"
     with psycopg.connect(postgres_dsn, autocommit=True) as con:
         con.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture
+def aws_storage(moto_endpoint: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
+    """aws mode against moto: a fresh bucket and Glue database, the storage built from the settings."""
+    import uuid
+
+    import boto3
+
+    from ecommerce_assets.settings import Settings
+    from ecommerce_assets.storage.build import build_storage
+
+    bucket, database = f"lake-{uuid.uuid4().hex[:12]}", f"db_{uuid.uuid4().hex[:8]}"
+    boto3.client("s3", endpoint_url=moto_endpoint, region_name=MOTO_REGION).create_bucket(Bucket=bucket)
+    for name, value in {
+        "ECOMMERCE_ENV": "aws",
+        "AWS_ENDPOINT_URL": moto_endpoint,
+        "ECOMMERCE_S3_BUCKET": bucket,
+        "ECOMMERCE_S3_PREFIX": "lake",
+        "ECOMMERCE_GLUE_DATABASE": database,
+        "ECOMMERCE_DATA_DIR": str(tmp_path / "data"),
+        "DAGSTER_HOME": str(tmp_path),
+    }.items():
+        monkeypatch.setenv(name, value)
+    storage = build_storage(Settings())
+    assert "iceberg" in storage and "lake" in storage, storage["problems"]
+    return storage

@@ -10,7 +10,6 @@ from __future__ import annotations
 import csv
 import datetime as dt
 import io
-import uuid
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -19,13 +18,11 @@ import boto3
 import dagster as dg
 import duckdb
 import pyarrow as pa
-import pytest
 
 from ecommerce_assets.defs.catalog import assets as ca
 from ecommerce_assets.defs.catalog.partitions import SELLERS_PARTITIONS
 from ecommerce_assets.dev.catalog_sim import CatalogSimulator
 from ecommerce_assets.resources.catalog_api import CatalogApiResource
-from ecommerce_assets.settings import Settings
 from ecommerce_assets.storage.iceberg import COMMIT_ID, IcebergTables
 from ecommerce_assets.transforms import catalog as tf
 from tests.conftest import MOTO_REGION
@@ -336,28 +333,6 @@ def test_gold_tables_before_any_snapshot_fail_naming_the_asset(local_resources: 
     assert not result.success
     failure = next(e for e in result.all_events if e.event_type_value == "STEP_FAILURE")
     assert "catalog/snapshot" in str(failure.event_specific_data.error)
-
-
-@pytest.fixture
-def aws_storage(moto_endpoint: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
-    """aws mode against moto: a fresh bucket and Glue database, the storage built from the settings."""
-    from ecommerce_assets.storage.build import build_storage
-
-    bucket, database = f"lake-{uuid.uuid4().hex[:12]}", f"db_{uuid.uuid4().hex[:8]}"
-    boto3.client("s3", endpoint_url=moto_endpoint, region_name=MOTO_REGION).create_bucket(Bucket=bucket)
-    for name, value in {
-        "ECOMMERCE_ENV": "aws",
-        "AWS_ENDPOINT_URL": moto_endpoint,
-        "ECOMMERCE_S3_BUCKET": bucket,
-        "ECOMMERCE_S3_PREFIX": "lake",
-        "ECOMMERCE_GLUE_DATABASE": database,
-        "ECOMMERCE_DATA_DIR": str(tmp_path / "data"),
-        "DAGSTER_HOME": str(tmp_path),
-    }.items():
-        monkeypatch.setenv(name, value)
-    storage = build_storage(Settings())
-    assert "iceberg" in storage and "lake" in storage, storage["problems"]
-    return storage
 
 
 def test_on_aws_the_snapshot_lands_in_the_glue_iceberg_table_and_the_gold_sql_reads_it_from_s3(

@@ -7,7 +7,6 @@ built from the settings as the product does.
 
 from __future__ import annotations
 
-import uuid
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +17,6 @@ import pytest
 
 from ecommerce_assets.defs.orders import assets as A
 from ecommerce_assets.lib.time_travel import AsOfSnapshot
-from ecommerce_assets.settings import Settings
 from ecommerce_assets.storage.iceberg import COMMIT_ID, IcebergTables
 from tests.conftest import MOTO_REGION
 
@@ -291,27 +289,6 @@ def test_a_snapshot_id_that_is_not_a_number_is_refused() -> None:
     for bad in ("abc", 1.5, True, [1]):
         with pytest.raises(ValueError, match="snapshot_id must be"):
             parse(bad)
-
-
-@pytest.fixture
-def aws_storage(moto_endpoint: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
-    """aws mode against moto: a fresh bucket and Glue database, the storage built from the settings."""
-    from ecommerce_assets.storage.build import build_storage
-
-    bucket, database = f"lake-{uuid.uuid4().hex[:12]}", f"db_{uuid.uuid4().hex[:8]}"
-    boto3.client("s3", endpoint_url=moto_endpoint, region_name=MOTO_REGION).create_bucket(Bucket=bucket)
-    for name, value in {
-        "ECOMMERCE_ENV": "aws",
-        "AWS_ENDPOINT_URL": moto_endpoint,
-        "ECOMMERCE_S3_BUCKET": bucket,
-        "ECOMMERCE_S3_PREFIX": "lake",
-        "ECOMMERCE_GLUE_DATABASE": database,
-        "ECOMMERCE_DATA_DIR": str(tmp_path / "data"),
-    }.items():
-        monkeypatch.setenv(name, value)
-    storage = build_storage(Settings())
-    assert "iceberg" in storage and "lake" in storage, storage["problems"]
-    return storage
 
 
 def test_on_aws_the_cleaned_rows_are_a_glue_iceberg_table_that_replaces_the_old_parquet_entry(

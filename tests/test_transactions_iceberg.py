@@ -8,17 +8,14 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import uuid
 from pathlib import Path
 from typing import Any
 
 import boto3
 import dagster as dg
 import pyarrow as pa
-import pytest
 
 from ecommerce_assets.services.transactions_generator import PRODUCTS
-from ecommerce_assets.settings import Settings
 from ecommerce_assets.storage.iceberg import COMMIT_ID, IcebergTables
 from ecommerce_assets.transforms import transactions as tx
 from tests.conftest import MOTO_REGION
@@ -170,24 +167,6 @@ def test_a_partition_with_no_good_record_left_is_emptied(local_resources: dict) 
                                     tables=store)
     assert result.commit is not None and result.commit.deleted_records == 3 and result.commit.total_records == 2
     assert {str(r["date"]) for r in store.read(tx.TABLE).to_pylist()} == {DAY_A}
-
-
-@pytest.fixture
-def aws_storage(moto_endpoint: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
-    """aws mode against moto: a fresh bucket and Glue database, the storage built from the settings."""
-    from ecommerce_assets.storage.build import build_storage
-
-    bucket, database = f"lake-{uuid.uuid4().hex[:12]}", f"db_{uuid.uuid4().hex[:8]}"
-    boto3.client("s3", endpoint_url=moto_endpoint, region_name=MOTO_REGION).create_bucket(Bucket=bucket)
-    for name, value in {
-        "ECOMMERCE_ENV": "aws", "AWS_ENDPOINT_URL": moto_endpoint, "ECOMMERCE_S3_BUCKET": bucket,
-        "ECOMMERCE_S3_PREFIX": "lake", "ECOMMERCE_GLUE_DATABASE": database,
-        "ECOMMERCE_DATA_DIR": str(tmp_path / "data"),
-    }.items():
-        monkeypatch.setenv(name, value)
-    storage = build_storage(Settings())
-    assert "iceberg" in storage and "lake" in storage, storage["problems"]
-    return storage
 
 
 def test_on_aws_the_partition_lands_in_the_glue_iceberg_table_and_the_analytics_read_it_from_s3(
