@@ -28,6 +28,7 @@ import time
 import urllib.request
 from pathlib import Path
 
+import duckdb
 import pytest
 
 from tests.conftest import SEED_SAMPLES, free_port
@@ -230,6 +231,39 @@ def test_transactions_alone(tmp_path: Path) -> None:
     assert partitions == set(TRANSACTION_DATES), result.show()
     assert sum(ln.rows.get("transactions/processed", 0) for ln in result.runs) == expected["transactions"], result.show()
     assert duckdb_tables(warehouse(env), ["transactions", *ANALYTICS]) == expected
+
+
+def test_transactions_alone_with_a_new_field_and_a_type_conflict(tmp_path: Path) -> None:
+    """The user's own JSON: day 1 as documented, day 2 with a new field ``channel`` (one record sends a number).
+    ``channel`` becomes a nullable text column of ``lake.transactions``; the number is quarantined, not cast."""
+
+    def record(day: str, i: int, **extra: object) -> dict[str, object]:
+        return {"transaction_id": f"{day}-{i}", "timestamp": f"{day}T10:0{i}:00Z", "customer_id": f"C{i}",
+                "product_id": "P1", "product_name": "Mouse", "category": "Electronics", "quantity": 1,
+                "price": 25.5, "total_amount": 25.5, **extra}
+
+    env = cli_env(tmp_path)
+    folder = landing(data_dir(env), "transactions")
+    day1, day2 = TRANSACTION_DATES
+    (folder / f"date={day1}").mkdir()
+    (folder / f"date={day1}" / "a.json").write_text(json.dumps([record(day1, i) for i in range(2)]))
+    first = run_cli(["run"], env, tmp_path)
+    assert_clean_run(first, "transactions")
+
+    (folder / f"date={day2}").mkdir()
+    (folder / f"date={day2}" / "b.json").write_text("\n".join(json.dumps(r) for r in [
+        record(day2, 0, channel="web"), record(day2, 1, channel="app"), record(day2, 2, channel=3)]))
+    second = run_cli(["run"], env, tmp_path)
+    assert_clean_run(second, "transactions")
+    assert sum(ln.rows.get("transactions/processed", 0) for ln in second.runs) == 2, second.show()
+
+    wh = warehouse(env)
+    got = dict(zip(duckdb_column(wh, "lake.transactions", "transaction_id"),
+                   duckdb_column(wh, "lake.transactions", "channel"), strict=True))
+    assert got == {f"{day1}-0": None, f"{day1}-1": None, f"{day2}-0": "web", f"{day2}-1": "app"}
+    quarantine = data_dir(env) / "lake" / "quarantine" / "transactions" / f"date={day2}" / "records.parquet"
+    rows = duckdb.sql(f"SELECT row, field, rule FROM read_parquet('{quarantine}')").fetchall()  # noqa: S608
+    assert rows == [(3, "channel", "wrong_type_channel")]
 
 
 # --- stream ------------------------------------------------------------------------------------------

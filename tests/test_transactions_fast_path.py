@@ -272,7 +272,8 @@ def _typed_read_raises(lake: LocalLake) -> str | None:
     try:
         uris = [lake.uri(o.key) for o in lake.list_objects(LANDING)]
         con.execute(f"SET VARIABLE {tx._FILES_VARIABLE} = ?", [uris])
-        con.execute(f"SELECT count(*), count(rule) FROM ({tx._FAST})").fetchall()  # noqa: S608
+        fast = tx._fast_sql(f"getvariable('{tx._FILES_VARIABLE}')")
+        con.execute(f"SELECT count(*), count(rule) FROM ({fast})").fetchall()  # noqa: S608
         return None
     except duckdb.InvalidInputException as exc:
         return str(exc)

@@ -41,6 +41,15 @@ Rules (the first that applies names the record's quarantine reason):
 A file holding only white space has no record (it is read, with 0 records in). Text that starts with ``=``, ``+``, ``-`` or ``@``
 is data and kept as it is; a CSV written for people neutralises it (``files.csv_for_people``).
 
+Schema evolution. Before the read, one pass lists every top-level key the records hold (``_scan_keys``). A key
+beyond the nine fields becomes a nullable column named in lower case (``ExtraField``), added to the Iceberg
+table in the partition's own commit: its kind is the table's column type when the table has the column, else
+the JSON type of most of its values in the partition (integers with other numbers: a number). A value of
+another kind breaks ``wrong_type_<key>`` and is quarantined, never cast. A key that cannot become a column
+(characters other than letters, digits and underscores; a name the pipeline reads or derives, in any case;
+two keys with one lower-case name) breaks ``unsupported_field_<key>``. An object or array in a string field is
+kept as its JSON text. The extra fields are in ``PartitionResult.extra_fields``; the commit names the new columns.
+
 Kept records get typed columns (money as DECIMAL(18,2)), ``year, month, day, hour``,
 ``day_of_week`` (Monday = 0), and the users' discount rule: **10 % of total_amount when total_amount >=
 500.00, 5 % when it is >= 100.00, otherwise 0** (rounded half up to the cent); ``final_amount = total_amount -
@@ -55,6 +64,7 @@ the record's JSON text.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import json
 import re
 import shutil
@@ -109,8 +119,70 @@ EARLIEST, END = "2000-01-01", "2101-01-01"
 CONTROL_CHARACTERS = r"[\x00-\x1f\x7f-\x{9f}\x{202a}-\x{202e}\x{2066}-\x{2069}]"
 DISCOUNT_RULE = "10% of total_amount when total_amount >= 500.00, 5% when >= 100.00, else 0 (rounded half up to the cent)"
 
+# the columns the pipeline derives (a JSON key of one of these names, in any case, cannot become a column)
+DERIVED_COLUMNS = (
+    "discount", "final_amount", "year", "month", "day", "hour", "day_of_week", "source_file", *PARTITION_BY,
+)
+# a JSON key that may become a column (its name in lower case): letters, digits and underscores
+_EXTRA_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,127}")
+# names the statements use for their own columns (an extra field of one of these names would be ambiguous)
+_INTERNAL_NAMES = ("filename", "file", "rule", "json", "jt", "v", "u", "_row")
+_INTERNAL_NAME = re.compile(r"[jcvs][0-9]+")
+# an extra field's kind -> the JSON types it accepts, its column type, and what the reason says it must be
+EXTRA_KINDS: dict[str, tuple[tuple[str, ...], str, str]] = {
+    "string": (("VARCHAR", "OBJECT", "ARRAY"), "VARCHAR", "a string (an object or array is kept as its JSON text)"),
+    "integer": (("BIGINT", "UBIGINT"), "BIGINT", "an integer (64-bit)"),
+    "number": (("BIGINT", "UBIGINT", "DOUBLE"), "DOUBLE", "a number"),
+    "boolean": (("BOOLEAN",), "BOOLEAN", "true or false"),
+}
+UNSUPPORTED_FIELD = "unsupported_field_"  # + the key: a record holding a key that cannot become a column
+
 _MALFORMED_FILE = re.compile(r'in file "(.+?)"')
 _OFFSET = r"[T ]\d{2}:\d{2}(:\d{2}(\.\d+)?)?([+-])(\d{2}):?(\d{2})$"
+
+
+@dataclass(frozen=True)
+class ExtraField:
+    """A field of the incoming JSON beyond ``FIELDS``: kept as the nullable column ``column`` of its ``kind``.
+
+    The kind is the table's column type when the table has the column, else the JSON type of the field's values
+    in this partition (``_infer_kind``). A value of another JSON type breaks ``wrong_type_<key>``.
+    """
+
+    key: str  # the JSON key
+    column: str  # the column: the key in lower case (Glue and Athena fold names to lower case)
+    kind: str  # a key of EXTRA_KINDS
+
+    def cast(self, val: str) -> str:
+        """The typed value of ``val`` (a JSON value) as the column's type."""
+        if self.kind == "string":
+            return f"CASE WHEN json_type({val}) = 'VARCHAR' THEN json_extract_string({val}, '$') ELSE CAST({val} AS VARCHAR) END"
+        return f"try_cast({val} AS {EXTRA_KINDS[self.kind][1]})"
+
+    def ok(self, val: str, typ: str) -> str:
+        """The condition that a present, non-null value ``val`` (of JSON type ``typ``) has the field's kind."""
+        types = ", ".join(f"'{t}'" for t in EXTRA_KINDS[self.kind][0])
+        exact = f" AND {self.cast(val)} IS NOT NULL" if self.kind == "integer" else ""
+        return f"{typ} IN ({types}){exact}"
+
+
+Extras = tuple[ExtraField, ...]
+
+
+def rule_reason(rule: str, extras: Extras = ()) -> str:
+    """Why a record or file breaks ``rule`` (the fixed rules, and those of the extra fields)."""
+    if rule in RULES:
+        return RULES[rule]
+    if rule.startswith(UNSUPPORTED_FIELD):
+        key = rule[len(UNSUPPORTED_FIELD):]
+        return (
+            f"the record holds the field {key!r}, which cannot become a column: a column name is letters, digits "
+            "and underscores, and is not (in any case) a name the pipeline reads or derives, or another field's"
+        )
+    for f in extras:
+        if rule == f"wrong_type_{f.key}":
+            return f"{f.key} must be {EXTRA_KINDS[f.kind][2]}: the type of the column {f.column}"
+    raise KeyError(rule)
 
 
 def _v(i: int) -> str:
@@ -139,6 +211,7 @@ def _json_cast(val: Callable[[int], str], text: Callable[[int], str]) -> Callabl
 def _rule_sql(
     val: Callable[[int], str] = _v, typ: Callable[[int], str] = _json_type, text: Callable[[int], str] = _json_text,
     cast: Callable[[int], str] | None = None, *, check_object: bool = True, utc: str | None = None,
+    extras: Extras = (), unsupported: bool = False,
 ) -> str:
     """The CASE expression naming the first rule a parsed record breaks (NULL when it is good).
 
@@ -146,7 +219,9 @@ def _rule_sql(
     text ``text(i)`` when it is a string and the typed value ``cast(i)`` (``_json_cast``) for the
     timestamp and the numbers. ``check_object=False`` leaves out ``not_an_object``, for a reader that
     has already refused any record that is not an object. ``utc``: a column already holding
-    ``_utc_sql(cast, text)``, instead of the expression.
+    ``_utc_sql(cast, text)``, instead of the expression. ``extras``: field ``len(FIELDS) + k`` is extra field
+    ``k``, whose present values must have its kind. ``unsupported``: a record (a ``json`` column) holding a key
+    of the variable ``_UNSUPPORTED_VARIABLE`` breaks ``unsupported_field_<key>``.
     """
     cast = cast or _json_cast(val, text)
     whens = ["WHEN jt <> 'OBJECT' THEN 'not_an_object'"] if check_object else []
@@ -174,6 +249,15 @@ def _rule_sql(
     for i, f in enumerate(FIELDS):
         if f in STRING_FIELDS:
             whens.append(f"WHEN regexp_matches({text(i)}, '{CONTROL_CHARACTERS}') THEN 'control_character_{f}'")
+    for k, extra in enumerate(extras):
+        i = len(FIELDS) + k
+        whens.append(
+            f"WHEN {val(i)} IS NOT NULL AND {typ(i)} <> 'NULL' AND NOT ({extra.ok(val(i), typ(i))}) "
+            f"THEN 'wrong_type_{extra.key}'"
+        )
+    if unsupported:
+        held = f"list_intersect(json_keys(json), getvariable('{_UNSUPPORTED_VARIABLE}'))"
+        whens.append(f"WHEN len({held}) > 0 THEN '{UNSUPPORTED_FIELD}' || list_sort({held})[1]")
     return "CASE " + " ".join(whens) + " END"
 
 
@@ -192,28 +276,38 @@ def _utc_sql(cast: Callable[[int], str], text: Callable[[int], str]) -> str:
 
 
 def _typed_sql(
-    val: Callable[[int], str] = _v, text: Callable[[int], str] = _json_text, cast: Callable[[int], str] | None = None
+    val: Callable[[int], str] = _v, text: Callable[[int], str] = _json_text, cast: Callable[[int], str] | None = None,
+    extras: Extras = (),
 ) -> str:
     cast = cast or _json_cast(val, text)
     s = lambda f: text(FIELDS.index(f))  # noqa: E731
     cols = [f"{s(f)} AS {f}" for f in STRING_FIELDS]
     cols += [f"{_utc_sql(cast, text)} AS timestamp"]
     cols += [f"{cast(FIELDS.index(f))} AS {f}" for f in ("quantity", "price", "total_amount")]
+    cols += [f'{x.cast(val(len(FIELDS) + k))} AS "{x.column}"' for k, x in enumerate(extras)]
     return ", ".join(cols)
 
 
 _READ_ALL = "read_json_objects(?, format = 'auto', filename = true)"
-_PATHS = "[" + ", ".join(f"'$.{f}'" for f in FIELDS) + "]"
-_RULE = _rule_sql()
-_TYPED = _typed_sql()
+# the keys of a record that cannot become columns (set per partition, see ``_classify_keys``)
+_UNSUPPORTED_VARIABLE = "transactions_unsupported"
 
 
-def _checked_sql(source: str) -> str:
+def _paths(extras: Extras) -> str:
+    return "[" + ", ".join(f"'$.{f}'" for f in (*FIELDS, *(x.key for x in extras))) + "]"
+
+
+def _checked_rule(extras: Extras, unsupported: bool) -> str:
+    return _rule_sql(extras=extras, unsupported=unsupported)
+
+
+def _checked_sql(source: str, extras: Extras = (), unsupported: bool = False) -> str:
     """Parse + rule + typed columns over ``source`` (a relation with ``filename`` and ``json``)."""
     return (
-        f"SELECT filename, {_RULE} AS rule, * EXCLUDE (v, jt, json, filename) FROM ("  # noqa: S608
-        f"SELECT filename, json, jt, v, {_TYPED} FROM ("
-        f"SELECT filename, json, json_type(json) AS jt, json_extract(json, {_PATHS}) AS v FROM {source}))"
+        f"SELECT filename, {_checked_rule(extras, unsupported)} AS rule, "  # noqa: S608
+        "* EXCLUDE (v, jt, json, filename) FROM ("
+        f"SELECT filename, json, jt, v, {_typed_sql(extras=extras)} FROM ("
+        f"SELECT filename, json, json_type(json) AS jt, json_extract(json, {_paths(extras)}) AS v FROM {source}))"
     )
 
 
@@ -238,7 +332,7 @@ _AMBIGUOUS = "transactions: a text field holds JSON text; its JSON type is neede
 _TEXT_FIELDS = (*STRING_FIELDS, "timestamp")
 
 
-def _fast_sql(files: str, *, text_as_json: bool = False) -> str:
+def _fast_sql(files: str, *, text_as_json: bool = False, extras: Extras = ()) -> str:
     """The same columns as ``_checked_sql`` from ONE typed ``read_json`` of ``files``, in one streaming pass.
 
     The numbers are read as JSON values (``j<i>``, SQL NULL when absent), so their JSON type is exact,
@@ -251,7 +345,7 @@ def _fast_sql(files: str, *, text_as_json: bool = False) -> str:
     Every record first meets a cheap test that only a good record passes (a regular expression per text
     field, comparisons for the numbers; the same conditions as the rules, stated more strictly); only a
     record that fails it gets the rules (``_rule_sql``, the same expression as the checked path) to name
-    its reason. The reader raises (and the caller falls back to the checked path) on a file that is not
+    its reason. The ``extras`` are read as JSON values and typed by their kind. The reader raises (and the caller falls back to the checked path) on a file that is not
     JSON, a record that is not an object, or a repeated key.
     """
     ts, q, p, total = (FIELDS.index(f) for f in ("timestamp", "quantity", "price", "total_amount"))
@@ -287,19 +381,23 @@ def _fast_sql(files: str, *, text_as_json: bool = False) -> str:
         f"j{q}::VARCHAR = c{q}::VARCHAR AND c{q} > 0",
         f"j{p}::VARCHAR >= '-' AND j{p}::VARCHAR < ':' AND c{p} > 0",
         f"j{total}::VARCHAR >= '-' AND j{total}::VARCHAR < ':' AND c{total} IS NOT NULL",
+        *(f"(j{i} IS NULL OR json_type(j{i}) = 'NULL' OR ({x.ok(f'j{i}', f'json_type(j{i})')}))"
+          for i, x in enumerate(extras, start=len(FIELDS))),
     ])
-    rule = _rule_sql(val, typ, text, c, check_object=False, utc="u")
+    rule = _rule_sql(val, typ, text, c, check_object=False, utc="u", extras=extras)
+    keys = (*FIELDS, *(x.key for x in extras))
     columns = "{" + ", ".join(f"'{f}': '{'JSON' if text_as_json or f not in _TEXT_FIELDS else 'VARCHAR'}'"
-                              for f in FIELDS) + "}"
-    parsed = ", ".join(f'"{f}" AS {val(i)}' for i, f in enumerate(FIELDS))
+                              for f in keys) + "}"
+    parsed = ", ".join(f'"{f}" AS {val(i)}' for i, f in enumerate(keys))
     casts = ", ".join(f"{_json_cast(val, text)(i)} AS c{i}" for i in range(len(FIELDS)) if i not in strings and i != q)
     # the quantity from its JSON text: the same value as the JSON cast for any JSON integer (the only type
     # whose value a rule looks at), and the good test above takes only an integer's canonical text
     casts += f", try_cast(j{q}::VARCHAR AS BIGINT) AS c{q}"
     typed = ", ".join(f"{text(i)} AS {FIELDS[i]}" for i in strings)
+    typed_extras = "".join(f', {x.cast(f"j{i}")} AS "{x.column}"' for i, x in enumerate(extras, start=len(FIELDS)))
     return (
         f"SELECT filename, CASE WHEN {good} THEN NULL {ambiguous}ELSE {rule} END AS rule, {typed}, "  # noqa: S608
-        f"u AS timestamp, c{q} AS quantity, c{p} AS price, c{total} AS total_amount FROM ("
+        f"u AS timestamp, c{q} AS quantity, c{p} AS price, c{total} AS total_amount{typed_extras} FROM ("
         f"SELECT *, {utc} AS u FROM ("
         f"SELECT *{texts_sql}, {casts} FROM ("
         f"SELECT filename, {parsed} FROM read_json({files}, format = 'auto', records = true, "
@@ -311,11 +409,9 @@ def _fast_sql(files: str, *, text_as_json: bool = False) -> str:
 # materialize the whole result before writing it, the variable lets the write stream
 _FILES_VARIABLE = "transactions_files"
 _KEY_START_VARIABLE = "transactions_key_start"  # where the lake key starts in a file's URI (1-based)
-_FAST = _fast_sql(f"getvariable('{_FILES_VARIABLE}')")
-_FAST_JSON = _fast_sql(f"getvariable('{_FILES_VARIABLE}')", text_as_json=True)
 
 
-def _output_sql(source: str, *, every_record: bool = False, key_by_prefix: bool = False) -> str:
+def _output_sql(source: str, *, every_record: bool = False, key_by_prefix: bool = False, extras: Extras = ()) -> str:
     """The processed columns of the good records of ``source`` (``_checked_sql``/``_fast_sql`` columns).
 
     ``every_record``: the bad records too, in the same columns, so that one streaming pass writes one
@@ -324,7 +420,8 @@ def _output_sql(source: str, *, every_record: bool = False, key_by_prefix: bool 
     record, which its Parquet statistics tell.
 
     ``source_file`` is the lake key of the record's file: looked up in ``files_map``, or, with
-    ``key_by_prefix`` (every URI is one prefix + the key), the URI after that prefix (no join).
+    ``key_by_prefix`` (every URI is one prefix + the key), the URI after that prefix (no join). The ``extras``
+    columns come last.
     """
     key = f"substr(filename, getvariable('{_KEY_START_VARIABLE}'))" if key_by_prefix else "files_map.file"
     join = "" if key_by_prefix else " LEFT JOIN files_map USING (filename)"
@@ -333,7 +430,8 @@ SELECT {"CASE WHEN rule IS NULL THEN transaction_id END AS " if every_record els
        customer_id, product_id, product_name, {"coalesce(rule, category) AS " if every_record else ""}category,
        quantity, price, total_amount, discount, total_amount - discount AS final_amount,
        year("timestamp")::INTEGER AS year, month("timestamp")::INTEGER AS month, day("timestamp")::INTEGER AS day,
-       hour("timestamp")::INTEGER AS hour, (isodow("timestamp") - 1)::INTEGER AS day_of_week, source_file
+       hour("timestamp")::INTEGER AS hour, (isodow("timestamp") - 1)::INTEGER AS day_of_week, source_file{
+       "".join(f', "{x.column}"' for x in extras)}
 FROM (
   -- (the products are exact in DECIMAL(38,4): in DECIMAL(18,4) an amount of 10^14 or more would overflow)
   SELECT *, round(CASE WHEN total_amount >= 500 THEN total_amount::DECIMAL(38,2) * 0.10
@@ -345,13 +443,12 @@ FROM (
 """  # noqa: S608
 
 
-_OUTPUT_SELECT = _output_sql("read_parquet(?)")
-# the fast statements: (text fields as JSON, lake keys by prefix) -> SQL; the typed read is tried first
-_FAST_OUTPUTS = {
-    (as_json, by_prefix): _output_sql(f"({_FAST_JSON if as_json else _FAST})", every_record=True,
-                                      key_by_prefix=by_prefix)
-    for as_json in (False, True) for by_prefix in (False, True)
-}
+@functools.lru_cache(maxsize=64)
+def _fast_output(extras: Extras, as_json: bool, by_prefix: bool) -> str:
+    """The fast statement (text fields as JSON or not, lake keys by prefix or by join); the typed read is tried
+    first."""
+    fast = _fast_sql(f"getvariable('{_FILES_VARIABLE}')", text_as_json=as_json, extras=extras)
+    return _output_sql(f"({fast})", every_record=True, key_by_prefix=by_prefix, extras=extras)
 
 
 @dataclass
@@ -369,6 +466,8 @@ class PartitionResult:
     output_key: str | None = None  # the plain Parquet output (no Iceberg table given)
     quarantine_keys: list[str] = field(default_factory=list)
     commit: IcebergCommit | None = None  # the Iceberg commit that replaced the partition (an Iceberg table given)
+    extra_fields: dict[str, str] = field(default_factory=dict)  # column -> kind of the fields beyond FIELDS
+    extras: Extras = ()
 
     @property
     def files_quarantined(self) -> int:
@@ -388,7 +487,11 @@ class PartitionResult:
             "records_in": self.records_in, "records_out": self.records_out,
             "records_quarantined": self.records_quarantined, "quarantined_by_rule": dict(sorted(self.by_rule.items())),
             "bad_files": self.bad_files, "reconciles": self.reconciles, "discount_rule": DISCOUNT_RULE,
+            "extra_fields": dict(sorted(self.extra_fields.items())),
         }
+
+    def reason(self, rule: str) -> str:
+        return rule_reason(rule, self.extras)
 
 
 def partition_prefix(zone_prefix: str, date: str) -> str:
@@ -423,7 +526,7 @@ def _find_unparseable(con: duckdb.DuckDBPyConnection, uris: list[str]) -> dict[s
 
 
 def _parse_all(
-    con: duckdb.DuckDBPyConnection, uris: list[str], checked_uri: str
+    con: duckdb.DuckDBPyConnection, uris: list[str], checked_uri: str, extras: Extras = (), unsupported: bool = False
 ) -> dict[str, str]:
     """Parse every file into ``checked_uri`` (Parquet) in one statement; return the unparseable files.
 
@@ -436,7 +539,7 @@ def _parse_all(
     todo = list(uris)
     while todo:
         try:
-            _write_parquet(con, _checked_sql(_READ_ALL), [todo], checked_uri)
+            _write_parquet(con, _checked_sql(_READ_ALL, extras, unsupported), [todo], checked_uri)
             return bad
         except (duckdb.InvalidInputException, duckdb.IOException, UnicodeDecodeError) as exc:  # not JSON, unreadable
             m = _MALFORMED_FILE.search(str(exc))
@@ -460,7 +563,8 @@ def _key_start(uris: Sequence[str], keys: Sequence[str]) -> int | None:
 
 
 def _fast_write(
-    lake: Lake, con: duckdb.DuckDBPyConnection, uris: list[str], staging: str, keys: list[str] | None = None
+    lake: Lake, con: duckdb.DuckDBPyConnection, uris: list[str], staging: str, keys: list[str] | None = None,
+    extras: Extras = (),
 ) -> tuple[str, list[tuple[str, str | None, int]]] | None:
     """The fast path: ONE typed ``read_json`` statement over every file (``_fast_sql``) streams every
     record into one Parquet file in ``staging`` (a lake folder), the bad ones marked (``_output_sql``).
@@ -483,7 +587,7 @@ def _fast_write(
         con.execute(f"SET VARIABLE {_KEY_START_VARIABLE} = ?", [key_start])
     by_prefix = key_start is not None
     every = f"{staging}records.parquet"
-    for sql in (_FAST_OUTPUTS[False, by_prefix], _FAST_OUTPUTS[True, by_prefix]):
+    for sql in (_fast_output(extras, False, by_prefix), _fast_output(extras, True, by_prefix)):
         try:
             con.execute(
                 f"COPY ({sql}) TO ? (FORMAT parquet, COMPRESSION zstd, ROW_GROUP_SIZE 122880)",  # noqa: S608
@@ -528,7 +632,7 @@ def _fast_write(
 
 
 def _quarantined_records(
-    con: duckdb.DuckDBPyConnection, uri: str, label: str
+    con: duckdb.DuckDBPyConnection, uri: str, label: str, extras: Extras = (), unsupported: bool = False
 ) -> list[tuple]:
     """The bad records of one file with their 1-based position (the file is read in order, one thread)."""
     con.execute("SET preserve_insertion_order = true")
@@ -540,22 +644,137 @@ def _quarantined_records(
             "FROM read_json_objects(?, format = 'auto'))"
         )
         rows = con.execute(
-            f"SELECT c._row, c.rule, c.json FROM (SELECT _row, json, {_RULE} AS rule FROM ("  # noqa: S608
-            f"SELECT _row, json, json_type(json) AS jt, json_extract(json, {_PATHS}) AS v FROM {source})) c "
+            f"SELECT c._row, c.rule, c.json FROM (SELECT _row, json, {_checked_rule(extras, unsupported)} AS rule "  # noqa: S608
+            f"FROM (SELECT _row, json, json_type(json) AS jt, json_extract(json, {_paths(extras)}) AS v FROM {source})) c "
             "WHERE c.rule IS NOT NULL ORDER BY c._row",
             [label, uri],
         ).fetchall()
     finally:
         con.execute("SET threads = ?", [int(threads)])
         con.execute("SET preserve_insertion_order = false")
-    return [(label, int(r), _rule_field(rule), rule, RULES[rule], text) for r, rule, text in rows]
+    return [(label, int(r), _rule_field(rule), rule, rule_reason(rule, extras), text) for r, rule, text in rows]
 
 
 def _rule_field(rule: str) -> str:
-    for prefix in ("missing_", "wrong_type_", "non_positive_", "out_of_range_", "control_character_"):
+    for prefix in (UNSUPPORTED_FIELD, "missing_", "wrong_type_", "non_positive_", "out_of_range_", "control_character_"):
         if rule.startswith(prefix):
             return rule[len(prefix):]
     return ""
+
+
+_SCAN_KEYS = "SELECT DISTINCT unnest(json_keys(json)) FROM read_json_objects(?, format = 'auto')"
+
+
+def _scan_keys(con: duckdb.DuckDBPyConnection, uris: list[str]) -> tuple[set[str], dict[str, str]]:
+    """Every top-level key the records of ``uris`` hold (one pass over the JSON), and the files that are not
+    JSON with the parser's message (taken out one by one as the statement names them, else by bisection)."""
+    import duckdb
+
+    bad: dict[str, str] = {}
+    todo = list(uris)
+    while todo:
+        try:
+            return {k for (k,) in con.execute(_SCAN_KEYS, [todo]).fetchall()}, bad
+        except (duckdb.InvalidInputException, duckdb.IOException, UnicodeDecodeError) as exc:
+            m = _MALFORMED_FILE.search(str(exc))
+            named = m.group(1) if m and m.group(1) in todo else None
+            found = {named: _first_line(exc)} if named else _find_unparseable(con, todo)
+            if not found:
+                raise
+            bad |= found
+            todo = [u for u in todo if u not in found]
+    return set(), bad
+
+
+def _classify_keys(keys: set[str]) -> tuple[list[str], list[str]]:
+    """The keys beyond ``FIELDS`` that may become columns, and those that cannot (``unsupported_field_<key>``).
+
+    A key becomes a column named in lower case. It cannot when its name holds other characters than letters,
+    digits and underscores, when it names (in any case) a field the pipeline reads, a column it derives or one
+    its statements use (``filename``, ``file``, ``rule``, ``json``, ``v1``...), or when another key has the same
+    lower-case name (the one already in lower case, if any, is kept).
+    """
+    taken = {c.lower() for c in (*FIELDS, *DERIVED_COLUMNS, *_INTERNAL_NAMES)}
+    by_column: dict[str, list[str]] = {}
+    unsupported = []
+    for key in sorted(keys - set(FIELDS)):
+        if _EXTRA_KEY.fullmatch(key) and key.lower() not in taken and not _INTERNAL_NAME.fullmatch(key.lower()):
+            by_column.setdefault(key.lower(), []).append(key)
+        else:
+            unsupported.append(key)
+    candidates = []
+    for column, named in sorted(by_column.items()):
+        keep = column if column in named else (named[0] if len(named) == 1 else None)
+        candidates += [k for k in named if k == keep]
+        unsupported += [k for k in named if k != keep]
+    return candidates, sorted(unsupported)
+
+
+# the JSON types of values -> the kind of an extra field (the kind of most values; ties go to the first here)
+_KIND_OF_TYPE = {"VARCHAR": "string", "OBJECT": "string", "ARRAY": "string", "DOUBLE": "number",
+                 "BIGINT": "integer", "UBIGINT": "integer", "BOOLEAN": "boolean"}
+
+
+def _infer_kinds(con: duckdb.DuckDBPyConnection, uris: list[str], keys: list[str]) -> dict[str, str]:
+    """The kind of each new key from the JSON types of its values in ``uris`` (absent: only nulls).
+
+    Integers and other numbers together are numbers; otherwise the kind of most values wins (a tie goes to
+    string, then number, integer, boolean) and the records of another kind break ``wrong_type_<key>``. An
+    integer beyond 64 bits makes the field a number.
+    """
+    con.execute("SET VARIABLE transactions_new_keys = ?", [keys])
+    counts: dict[str, dict[str, int]] = {}
+    for key, typ, n in con.execute(
+        # an integer beyond 64 bits counts as a number
+        "SELECT k, CASE WHEN t = 'UBIGINT' AND try_cast(v AS BIGINT) IS NULL THEN 'DOUBLE' ELSE t END, count(*) "
+        "FROM (SELECT k, v, json_type(v) AS t FROM (SELECT k, json_extract(json, '$.' || k) AS v FROM ("
+        "SELECT json, unnest(getvariable('transactions_new_keys')) AS k FROM read_json_objects(?, format = 'auto') "
+        "WHERE json_type(json) = 'OBJECT'))) WHERE t IS NOT NULL AND t <> 'NULL' GROUP BY ALL",
+        [uris],
+    ).fetchall():
+        kind = _KIND_OF_TYPE.get(typ)
+        if kind is not None:
+            counts.setdefault(key, {})[kind] = counts.get(key, {}).get(kind, 0) + n
+    order = list(EXTRA_KINDS)
+    kinds = {}
+    for key, by_kind in counts.items():
+        if set(by_kind) <= {"integer", "number"} and "number" in by_kind:
+            kinds[key] = "number"
+        else:
+            kinds[key] = min(by_kind, key=lambda k: (-by_kind[k], order.index(k)))
+    return kinds
+
+
+_ICEBERG_KIND = {"string": "string", "long": "integer", "int": "integer", "double": "number", "float": "number",
+                 "boolean": "boolean"}
+
+
+def table_kinds(tables: IcebergTables | None) -> dict[str, str]:
+    """The kind of each extra column the table ``transactions`` has (none without the table)."""
+    if tables is None or not tables.exists(TABLE):
+        return {}
+    base = {*FIELDS, *DERIVED_COLUMNS}
+    kinds = {}
+    for f in tables.load(TABLE).schema().fields:
+        if f.name not in base:
+            typ = str(f.field_type)
+            kinds[f.name] = _ICEBERG_KIND.get(typ, "number" if typ.startswith("decimal") else "string")
+    return kinds
+
+
+def _extra_fields(
+    con: duckdb.DuckDBPyConnection, uris: list[str], keys: set[str], have: dict[str, str]
+) -> tuple[Extras, list[str]]:
+    """The extra fields of a partition (the table's kind for a column it has, else inferred) and the keys that
+    cannot become columns."""
+    candidates, unsupported = _classify_keys(keys)
+    new = [k for k in candidates if k.lower() not in have]
+    inferred = _infer_kinds(con, uris, new) if new else {}
+    extras = tuple(
+        ExtraField(k, k.lower(), have.get(k.lower()) or inferred[k])
+        for k in candidates if k.lower() in have or k in inferred
+    )
+    return extras, unsupported
 
 
 def transform_partition(
@@ -592,7 +811,7 @@ def transform_partition(
     uris = []
     for o in objects:
         if o.size == 0:
-            result.bad_files.append({"file": o.key, "rule": "empty_file", "problem": RULES["empty_file"]})
+            result.bad_files.append({"file": o.key, "rule": "empty_file", "problem": rule_reason("empty_file")})
         else:
             uris.append(lake.uri(o.key))
 
@@ -601,12 +820,25 @@ def transform_partition(
     try:
         con.register("files_map", pa.table({"filename": list(by_uri), "file": list(by_uri.values())}))
         staging = f"{INTERMEDIATE}{uuid.uuid4().hex}/"
-        # the fast path: one statement reads every file and writes the output + the bad records' counts
-        fast = _fast_write(lake, con, uris, staging, [by_uri[u] for u in uris]) if uris else None
-        if fast is None and uris:  # the checked path, through an intermediate file
+        # the keys the records hold: a field beyond FIELDS becomes a column (schema evolution), and files
+        # that are not JSON are found here
+        keys, unparseable = _scan_keys(con, uris) if uris else (set(), {})
+        readable = [u for u in uris if u not in unparseable]
+        extras, unsupported = _extra_fields(con, readable, keys, table_kinds(tables)) if readable else ((), [])
+        result.extras, result.extra_fields = extras, {x.column: x.kind for x in extras}
+        if unsupported:
+            con.execute(f"SET VARIABLE {_UNSUPPORTED_VARIABLE} = ?", [unsupported])
+        # the fast path: one statement reads every file and writes the output + the bad records' counts (a key that
+        # cannot become a column, or a file that is not JSON, needs the checked path, which sees every key)
+        fast = (
+            _fast_write(lake, con, uris, staging, [by_uri[u] for u in uris], extras)
+            if uris and not unparseable and not unsupported else None
+        )
+        if fast is None and readable:  # the checked path, through an intermediate file
             tmp = Path(tempfile.mkdtemp(prefix="transactions-"))
         checked = str(tmp / "checked.parquet") if tmp else ""
-        unparseable = {} if fast is not None or not uris else _parse_all(con, uris, checked)
+        if fast is None and readable:
+            unparseable |= _parse_all(con, readable, checked, extras, bool(unsupported))
         for uri, problem in sorted(unparseable.items()):
             rule = "unreadable_file" if problem.startswith("IO Error") else "not_json"
             result.bad_files.append({"file": by_uri[uri], "rule": rule, "problem": problem})
@@ -633,7 +865,7 @@ def transform_partition(
         if good_uris:
             if fast is None:
                 staged = f"{staging}{DATA_FILE}"
-                _write_parquet(con, _OUTPUT_SELECT, [checked], lake.output_uri(staged))
+                _write_parquet(con, _output_sql("read_parquet(?)", extras=extras), [checked], lake.output_uri(staged))
             else:
                 staged = fast[0]
         if tables is not None:  # one commit replaces the partition; then the files around it are replaced
@@ -650,7 +882,7 @@ def transform_partition(
 
         records: list[tuple] = []
         for filename in sorted(per_file_bad):
-            rows = _quarantined_records(con, filename, by_uri.get(filename, filename))
+            rows = _quarantined_records(con, filename, by_uri.get(filename, filename), extras, bool(unsupported))
             if len(rows) != per_file_bad[filename]:
                 raise RuntimeError(f"{filename}: {per_file_bad[filename]} bad records, re-read found {len(rows)}")
             records.extend(rows)
@@ -672,7 +904,7 @@ def transform_partition(
                 copied = True
             except OSError:  # an unreadable file cannot be copied: its reason is written all the same
                 copied = False
-            reason = {**bad, "reason": RULES[bad["rule"]], "copied": copied}
+            reason = {**bad, "reason": rule_reason(bad["rule"]), "copied": copied}
             lake.write_bytes(dst + ".reason.json", json.dumps(reason, indent=2).encode())
             result.quarantine_keys.append(dst)
     finally:

@@ -113,7 +113,12 @@ def transactions(
     for bad in result.bad_files:
         context.log.warning(f"quarantined file {bad['file']}: {bad['rule']}: {bad['problem']}")
     for rule, n in sorted(result.by_rule.items()):
-        context.log.warning(f"quarantined {n} record(s) of {date}: {rule} ({tx.RULES[rule]})")
+        context.log.warning(f"quarantined {n} record(s) of {date}: {rule} ({result.reason(rule)})")
+    if result.commit is not None and result.commit.new_columns:
+        context.log.info(
+            f"schema evolved: new nullable column(s) {', '.join(result.commit.new_columns)} "
+            f"(kinds: {result.extra_fields})"
+        )
 
     commit = result.commit
     if commit is None:  # nothing readable yet and no table to empty a partition of
