@@ -301,3 +301,18 @@ def test_a_raw_file_that_cannot_be_cleaned_is_quarantined_and_the_others_go_on(l
         ("raw/orders/date=2026-01-01/dropped-by-hand.csv", "not_registered")]
     reason = json.loads(lake.read_bytes("quarantine/orders/files/dropped-by-hand.csv.reason.json"))
     assert reason["rule"] == "not_registered" and reason["copied"] is True
+
+
+def test_fields_beyond_the_sources_contract_are_named_not_dropped_silently(tmp_path: Path) -> None:
+    a = _file(tmp_path, "a.csv", "order_id,customer_id,product_id,order_date,quantity,amount,Coupon Code\n"
+                                 "O1,C1,P1,2026-01-01,1,10,SPRING\n")
+    b = _file(tmp_path, "b.csv", HEADER + "O2,C1,P1,2026-01-02,1,10,placed,2026-01-02 10:00:00\n")
+    result, rows, _ = _clean(tmp_path, "orders", [a, b])
+    assert len(rows) == 2 and result.reconciles
+    assert result.unread_fields == {"coupon_code": ["raw/test/a.csv"]}
+    assert result.as_metadata()["unread_fields"] == {"coupon_code": ["raw/test/a.csv"]}
+
+    recs = [{"customer_id": "C1", "customer_name": "A", "email": "a@x.org", "city": "Pune", "tier": "gold"},
+            {"customer_id": "C2", "customer_name": "B", "email": "b@x.org", "city": "Goa", "loyalty": {"p": 1}}]
+    result, rows, _ = _clean(tmp_path, "customers", [_file(tmp_path, "c.json", json.dumps(recs))])
+    assert len(rows) == 2 and result.unread_fields == {"loyalty": ["raw/test/c.json"], "tier": ["raw/test/c.json"]}

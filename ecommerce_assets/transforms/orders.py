@@ -321,6 +321,12 @@ class CleanResult:
     superseded: int = 0
     rejected_files: list[BadFileError] = field(default_factory=list)
     commit: IcebergCommit | None = None  # what the Iceberg commit of the cleaned rows did (``clean`` with tables)
+    # fields (a CSV column, a JSON key) the files hold beyond the source's contract, not kept -> the files holding them
+    unread_fields: dict[str, list[str]] = field(default_factory=dict)
+
+    def note_unread(self, file: str, names: Sequence[str]) -> None:
+        for name in names:
+            self.unread_fields.setdefault(name, []).append(file)
 
     @property
     def rows_quarantined(self) -> int:
@@ -340,6 +346,7 @@ class CleanResult:
             "rows_superseded": self.superseded,
             "quarantined_by_rule": {k: v for k, v in self.quarantined.items() if v},
             "reconciles": self.reconciles,
+            "unread_fields": dict(sorted(self.unread_fields.items())),
         }
 
 
@@ -375,10 +382,11 @@ def _read_csv_sql(spec: SourceSpec, tf: TextFile) -> tuple[str, list[str]]:
     return sql, names
 
 
-def _insert_csv(con: duckdb.DuckDBPyConnection, spec: SourceSpec, f: SourceFile, seq: int) -> None:
+def _insert_csv(con: duckdb.DuckDBPyConnection, spec: SourceSpec, f: SourceFile, seq: int) -> list[str]:
     """Append one CSV file to ``<source>_src`` (one statement: all its rows or none). The parallel reader
     cannot pad short rows of a file with line breaks inside quoted values: such a file is read again by
-    the serial reader before it is called unreadable (``unreadable_csv``)."""
+    the serial reader before it is called unreadable (``unreadable_csv``). Returns the header's columns the
+    contract does not read (standardized names)."""
     import duckdb
 
     try:
@@ -399,6 +407,7 @@ def _insert_csv(con: duckdb.DuckDBPyConnection, spec: SourceSpec, f: SourceFile,
         raise  # the engine's limits, not the file's fault
     except (duckdb.Error, UnicodeDecodeError) as exc:  # the reader's "CSV Error", invalid input, conversion
         raise BadFileError(f.key, f"the engine cannot read it as CSV: {_engine_message(exc)}", "unreadable_csv") from exc
+    return [n for n in names if n not in spec.columns]
 
 
 _JSON_STARTS = b'[{"-0123456789tfnNI'  # what a JSON value (or DuckDB's NaN / Infinity) starts with
@@ -521,9 +530,10 @@ def _json_load_sql(spec: SourceSpec) -> str:
     )
 
 
-def _insert_json(con: duckdb.DuckDBPyConnection, spec: SourceSpec, f: SourceFile, seq: int) -> None:
+def _insert_json(con: duckdb.DuckDBPyConnection, spec: SourceSpec, f: SourceFile, seq: int) -> list[str]:
     """Append every record of one JSON file to ``<source>_src``; a record that is not a good object is
-    kept with its load rule (quarantined by ``clean``), so what parses is never lost."""
+    kept with its load rule (quarantined by ``clean``), so what parses is never lost. Returns the top-level
+    keys of its objects that the contract does not read."""
     _stage_json(con, f)
     try:
         objects, keys = con.execute(
@@ -538,6 +548,8 @@ def _insert_json(con: duckdb.DuckDBPyConnection, spec: SourceSpec, f: SourceFile
                 f"found {', '.join(sorted(found)[:12]) or '(none)'}", "missing_column",
             )
         con.execute(_json_load_sql(spec), [f.key, seq, f.ingested_at])
+        read = {jf.path.split(".")[1] for jf in spec.json_fields} | {path.split(".")[1] for _, path in spec.json_objects}
+        return sorted(found - read)
     finally:
         con.execute("DROP TABLE IF EXISTS _json_stage")
 
@@ -554,10 +566,8 @@ def load_files(con: duckdb.DuckDBPyConnection, source: str, files: Sequence[Sour
     try:
         for seq, f in enumerate(files):
             try:
-                if spec.fmt == "csv":
-                    _insert_csv(con, spec, f, seq)
-                else:
-                    _insert_json(con, spec, f, seq)
+                unread = (_insert_csv if spec.fmt == "csv" else _insert_json)(con, spec, f, seq)
+                result.note_unread(f.key, unread)
             except BadFileError as exc:
                 result.rejected_files.append(exc)
     finally:

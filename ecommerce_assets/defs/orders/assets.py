@@ -274,6 +274,11 @@ def clean_from_lake(
         _quarantine_raw_file(lake, source, err)
         if log:
             log.error(f"quarantined file {err.file}: {err.problem} ({err.rule})")
+    for name, files in sorted(result.unread_fields.items()):
+        log.warning(
+            f"{source}: the field {name!r} is not in the source's contract and is not kept "
+            f"({len(files)} file(s), e.g. {files[0]}; the raw zone keeps the files)"
+        )
     return result
 
 
