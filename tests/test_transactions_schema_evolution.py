@@ -155,6 +155,28 @@ def test_both_read_paths_give_the_same_rows_and_counts_with_new_fields(
     }
 
 
+@pytest.mark.parametrize("force_checked", [False, True])
+def test_a_control_character_in_a_new_text_field_is_quarantined_as_in_the_declared_ones(
+    local_resources: dict, force_checked: bool
+) -> None:
+    lake, store = local_resources["lake"], local_resources["iceberg"]
+    records: list[Any] = [
+        _rec(DAY_A, 0, note="fine"),
+        _rec(DAY_A, 1, note="\u0000"),  # NUL
+        _rec(DAY_A, 2, note="gnp.\u202eexe"),  # a right-to-left override
+        _rec(DAY_A, 3, note={"nested": "\u202e"}),  # an object's JSON text would carry it unescaped
+    ]
+    if force_checked:
+        records.append(3)
+    _land(lake, DAY_A, "a", records)
+    result = _run(lake, store, DAY_A)
+    expected = {"control_character_note": 3, **({"not_an_object": 1} if force_checked else {})}
+    assert result.by_rule == expected and result.records_out == 1 and result.reconciles
+    assert _by_id(store, "note") == {f"{DAY_A}-T0": ("fine",)}
+    reasons = {row: (field, rule, reason) for row, field, rule, reason in _quarantine(lake, DAY_A)}
+    assert reasons[2] == ("note", "control_character_note", "note holds a control or bidirectional-override character")
+
+
 def test_rerunning_an_evolved_partition_gives_the_same_rows(local_resources: dict) -> None:
     lake, store = local_resources["lake"], local_resources["iceberg"]
     _land(lake, DAY_A, "a", [_rec(DAY_A, 0)])

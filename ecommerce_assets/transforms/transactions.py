@@ -159,6 +159,11 @@ class ExtraField:
             return f"CASE WHEN json_type({val}) = 'VARCHAR' THEN json_extract_string({val}, '$') ELSE CAST({val} AS VARCHAR) END"
         return f"try_cast({val} AS {EXTRA_KINDS[self.kind][1]})"
 
+    def clean(self, val: str) -> str:
+        """The condition that a value ``val`` of the field's kind holds no control character (a string's text, or
+        an object's JSON text, which may carry a bidirectional override unescaped); other kinds: always."""
+        return f"NOT regexp_matches({self.cast(val)}, '{CONTROL_CHARACTERS}')" if self.kind == "string" else "true"
+
     def ok(self, val: str, typ: str) -> str:
         """The condition that a present, non-null value ``val`` (of JSON type ``typ``) has the field's kind."""
         types = ", ".join(f"'{t}'" for t in EXTRA_KINDS[self.kind][0])
@@ -182,6 +187,8 @@ def rule_reason(rule: str, extras: Extras = ()) -> str:
     for f in extras:
         if rule == f"wrong_type_{f.key}":
             return f"{f.key} must be {EXTRA_KINDS[f.kind][2]}: the type of the column {f.column}"
+        if rule == f"control_character_{f.key}" and f.kind == "string":
+            return f"{f.key} holds a control or bidirectional-override character"
     raise KeyError(rule)
 
 
@@ -255,6 +262,11 @@ def _rule_sql(
             f"WHEN {val(i)} IS NOT NULL AND {typ(i)} <> 'NULL' AND NOT ({extra.ok(val(i), typ(i))}) "
             f"THEN 'wrong_type_{extra.key}'"
         )
+        if extra.kind == "string":
+            whens.append(
+                f"WHEN {val(i)} IS NOT NULL AND {typ(i)} <> 'NULL' AND NOT ({extra.clean(val(i))}) "
+                f"THEN 'control_character_{extra.key}'"
+            )
     if unsupported:
         held = f"list_intersect(json_keys(json), getvariable('{_UNSUPPORTED_VARIABLE}'))"
         whens.append(f"WHEN len({held}) > 0 THEN '{UNSUPPORTED_FIELD}' || list_sort({held})[1]")
@@ -381,7 +393,7 @@ def _fast_sql(files: str, *, text_as_json: bool = False, extras: Extras = ()) ->
         f"j{q}::VARCHAR = c{q}::VARCHAR AND c{q} > 0",
         f"j{p}::VARCHAR >= '-' AND j{p}::VARCHAR < ':' AND c{p} > 0",
         f"j{total}::VARCHAR >= '-' AND j{total}::VARCHAR < ':' AND c{total} IS NOT NULL",
-        *(f"(j{i} IS NULL OR json_type(j{i}) = 'NULL' OR ({x.ok(f'j{i}', f'json_type(j{i})')}))"
+        *(f"(j{i} IS NULL OR json_type(j{i}) = 'NULL' OR ({x.ok(f'j{i}', f'json_type(j{i})')} AND {x.clean(f'j{i}')}))"
           for i, x in enumerate(extras, start=len(FIELDS))),
     ])
     rule = _rule_sql(val, typ, text, c, check_object=False, utc="u", extras=extras)
@@ -686,6 +698,33 @@ def _scan_keys(con: duckdb.DuckDBPyConnection, uris: list[str]) -> tuple[set[str
     return set(), bad
 
 
+def _line_feed_copies(
+    lake: Lake, con: duckdb.DuckDBPyConnection, uris: list[str], by_uri: dict[str, str], folder: Path
+) -> dict[str, str]:
+    """For each file the reader refused that holds a CR: a copy in ``folder`` with every CR a LF (outside a string
+    a CR is white space, and inside one it is not valid JSON either way), kept when the reader reads it (JSON
+    lines separated by a lone CR, with a record that is not an object); ``{uri: copy}``."""
+    import duckdb
+
+    copies: dict[str, str] = {}
+    for i, uri in enumerate(uris):
+        try:
+            source = lake.open_local(by_uri[uri])
+            with source.open("rb") as fh:
+                if not any(b"\r" in chunk for chunk in iter(lambda: fh.read(1 << 20), b"")):
+                    continue
+                fh.seek(0)
+                copy = folder / f"{i}-{source.name}"
+                with copy.open("wb") as out:
+                    for chunk in iter(lambda: fh.read(1 << 20), b""):
+                        out.write(chunk.replace(b"\r", b"\n"))
+            con.execute("SELECT count(*) FROM read_json_objects(?, format = 'auto')", [str(copy)]).fetchone()
+        except (OSError, duckdb.InvalidInputException, duckdb.IOException, UnicodeDecodeError):
+            continue  # still not JSON: the original's problem stands
+        copies[uri] = str(copy)
+    return copies
+
+
 def _classify_keys(keys: set[str]) -> tuple[list[str], list[str]]:
     """The keys beyond ``FIELDS`` that may become columns, and those that cannot (``unsupported_field_<key>``).
 
@@ -817,12 +856,24 @@ def transform_partition(
 
     con = lake.engine()
     tmp: Path | None = None
+    copies_dir: Path | None = None
     try:
         con.register("files_map", pa.table({"filename": list(by_uri), "file": list(by_uri.values())}))
         staging = f"{INTERMEDIATE}{uuid.uuid4().hex}/"
         # the keys the records hold: a field beyond FIELDS becomes a column (schema evolution), and files
         # that are not JSON are found here
         keys, unparseable = _scan_keys(con, uris) if uris else (set(), {})
+        if unparseable:  # a file of JSON lines separated by a lone CR: read through a copy with LFs
+            copies_dir = Path(tempfile.mkdtemp(prefix="transactions-lf-"))
+            copies = _line_feed_copies(lake, con, [u for u in unparseable if by_uri.get(u)], by_uri, copies_dir)
+            if copies:
+                for old, new in copies.items():
+                    by_uri[new] = by_uri.pop(old)
+                    del unparseable[old]
+                uris = [copies.get(u, u) for u in uris]
+                con.register("files_map", pa.table({"filename": list(by_uri), "file": list(by_uri.values())}))
+                more_keys, still = _scan_keys(con, list(copies.values()))
+                keys, unparseable = keys | more_keys, unparseable | still
         readable = [u for u in uris if u not in unparseable]
         extras, unsupported = _extra_fields(con, readable, keys, table_kinds(tables)) if readable else ((), [])
         result.extras, result.extra_fields = extras, {x.column: x.kind for x in extras}
@@ -909,8 +960,9 @@ def transform_partition(
             result.quarantine_keys.append(dst)
     finally:
         con.close()
-        if tmp:
-            shutil.rmtree(tmp, ignore_errors=True)
+        for folder in (tmp, copies_dir):
+            if folder:
+                shutil.rmtree(folder, ignore_errors=True)
     if not result.reconciles:
         raise RuntimeError(f"transactions {date}: counts do not reconcile: {result.as_metadata()}")
     return result
