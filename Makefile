@@ -5,8 +5,8 @@ export UV_COMPILE_BYTECODE := 1
 
 .PHONY: setup demo test ui bench bench-quick lint dbt-parse clean
 
-setup:  ## install the locked dependencies into .venv (bytecode compiled)
-	$(UV) sync --frozen
+setup:  ## install the locked dependencies into .venv (bytecode compiled), the Spark engine's PySpark included
+	$(UV) sync --frozen --all-extras
 
 demo: setup  ## land the bundled samples and run every pipeline on the local lake + DuckDB
 	$(UV) run --frozen ecommerce-assets demo

@@ -79,6 +79,14 @@ class Settings(BaseSettings):
     sensor_interval_seconds: int = setting(
         30, "ECOMMERCE_SENSOR_INTERVAL_SECONDS", "platform", "how often the arrival sensors list the lake", ge=1
     )
+    engine: Literal["duckdb", "spark"] = setting(
+        "duckdb", "ECOMMERCE_ENGINE", "platform",
+        "engine of the heavy transforms (Online Retail cleaning): `duckdb` in the run worker, or `spark`, a PySpark "
+        "job launched through Dagster Pipes (needs `pip install 'ecommerce-assets[spark]'` and a JDK)",
+    )
+    spark_master: str = setting(
+        "local[*]", "ECOMMERCE_SPARK_MASTER", "platform", "the Spark master of the local Spark jobs (`ECOMMERCE_ENGINE=spark`)"
+    )
     # --- aws mode: lake and warehouse
     s3_bucket: str | None = setting(None, "ECOMMERCE_S3_BUCKET", "aws", "the lake's S3 bucket")
     s3_prefix: str = setting("", "ECOMMERCE_S3_PREFIX", "aws", "key prefix of the lake in the bucket")

@@ -3,6 +3,10 @@ reviewed snapshot.
 
 * ``storage/``, ``transforms/``, ``services/``, ``settings.py`` and ``lambdas/`` import no Dagster, not even
   lazily and not through another module of ours: the Lambda handlers ship without it.
+* ``spark_jobs/`` (the PySpark scripts a Glue or EMR job runs alone) import only the standard library, PySpark and
+  ``dagster_pipes``: nothing of ours.
+* An optional dependency (an extra: ``spark``) is imported only inside functions outside ``spark_jobs/``, so that
+  the product loads without it.
 * ``defs/`` (loaded by the code location) never imports the dev tools (``dev/``) or the CLI (``cli/``).
 * No private Dagster module (``dagster._...``) is imported anywhere.
 * Every third-party library the code imports is declared in ``pyproject.toml``, and every declared library is
@@ -30,7 +34,9 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = ROOT / "ecommerce_assets"
 NO_DAGSTER = [PACKAGE / "storage", PACKAGE / "transforms", PACKAGE / "services", PACKAGE / "settings.py",
-              ROOT / "lambdas"]
+              ROOT / "lambdas", PACKAGE / "spark_jobs"]
+# the Spark jobs run where only Spark is (a Glue or EMR job): the standard library, PySpark and the Pipes protocol
+SPARK_JOB_LIBS = {"pyspark", "dagster_pipes"}
 DAGSTER_FREE_LIBS = {"dagster_pipes"}  # the Pipes protocol library: no dependency on dagster itself
 SNAPSHOT = ROOT / "tests" / "snapshots" / "asset_graph.json"
 # declared libraries no module imports by name, and what uses them
@@ -112,6 +118,35 @@ def test_storage_transforms_services_and_lambdas_import_no_dagster(path: Path) -
     assert chain is None, "imports Dagster: " + " -> ".join(chain or [])
 
 
+@pytest.mark.parametrize("path", sorted(py_files(PACKAGE / "spark_jobs")), ids=lambda p: str(p.relative_to(ROOT)))
+def test_spark_jobs_import_only_the_standard_library_pyspark_and_pipes(path: Path) -> None:
+    stdlib = set(sys.stdlib_module_names) | {"__future__"}
+    bad = [f"line {line}: {name}" for name, line in imports_of(path)
+           if name.split(".")[0] not in stdlib | SPARK_JOB_LIBS]
+    assert bad == [], "a Spark job runs alone on Spark: " + ", ".join(bad)
+
+
+def _module_level_imports(path: Path) -> list[tuple[str, int]]:
+    """The imports at a module's top level (not inside a function or a class)."""
+    found = []
+    for node in ast.parse(path.read_text(), filename=str(path)).body:
+        if isinstance(node, ast.Import):
+            found += [(alias.name, node.lineno) for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            found.append((node.module, node.lineno))
+    return found
+
+
+def test_optional_dependencies_are_imported_only_where_used() -> None:
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    optional = {_distribution_name(r).replace("-", "_") for extra in project["project"]["optional-dependencies"].values()
+                for r in extra}
+    bad = [f"{p.relative_to(ROOT)}:{line} imports {name}" for p in py_files(PACKAGE, ROOT / "lambdas")
+           if PACKAGE / "spark_jobs" not in p.parents
+           for name, line in _module_level_imports(p) if name.split(".")[0] in optional]
+    assert bad == [], "an optional dependency imported at module level: the product would not load without it"
+
+
 def test_defs_import_neither_dev_tools_nor_the_cli() -> None:
     bad = [f"{p.relative_to(ROOT)}:{line} imports {name}" for p in py_files(PACKAGE / "defs")
            for name, line in imports_of(p) if name.startswith(("ecommerce_assets.dev", "ecommerce_assets.cli"))]
@@ -146,6 +181,8 @@ def _imported_distributions(*places: Path) -> dict[str, set[str]]:
 def test_every_imported_library_is_declared_and_every_declared_one_is_used() -> None:
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())
     runtime = {_distribution_name(r).replace("_", "-") for r in project["project"]["dependencies"]}
+    runtime |= {_distribution_name(r).replace("_", "-")
+                for extra in project["project"].get("optional-dependencies", {}).values() for r in extra}
     dev = {_distribution_name(r).replace("_", "-") for r in project["dependency-groups"]["dev"]}
     product = _imported_distributions(PACKAGE, ROOT / "lambdas", ROOT / "definitions.py")
     undeclared = {d: sorted(m)[:3] for d, m in product.items() if d not in runtime}

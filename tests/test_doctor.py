@@ -284,3 +284,18 @@ def test_invalid_settings_exit_2_with_one_line_each(data_dir: Path, monkeypatch,
     code, out = doctor(capsys)
     assert code == 2
     assert out.strip().startswith("error: ECOMMERCE_SENSORS:") and "sometimes" in out
+
+
+def test_the_engine_line_says_whether_local_spark_can_start(
+    data_dir: Path, capsys, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    code, out = doctor(capsys)
+    assert status_of(out, "environment", "engine") == "ok" and "duckdb" in line_of(out, "environment", "engine")
+    monkeypatch.setenv("ECOMMERCE_ENGINE", "spark")
+    code, out = doctor(capsys)
+    assert code == 0 and status_of(out, "environment", "engine") == "ok", out
+    assert "Dagster Pipes on local[*]" in line_of(out, "environment", "engine")
+    monkeypatch.delenv("JAVA_HOME", raising=False)
+    monkeypatch.setenv("PATH", "/nonexistent")  # no java to be found
+    code, out = doctor(capsys)
+    assert status_of(out, "environment", "engine") == "missing" and "no Java runtime" in out, out

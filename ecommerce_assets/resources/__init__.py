@@ -12,6 +12,7 @@
 | ``dbt`` | ``DbtCliResource`` over ``dbt/`` | same, against the aws warehouse |
 | ``notifier`` | alerts to a local file | SNS (+ SQS dead letters) |
 | ``pipes_lambda_client`` | (aws only) | ``PipesLambdaClient`` |
+| ``engine`` | ``TransformEngine``: ``ECOMMERCE_ENGINE`` (``duckdb`` or ``spark``: local PySpark through Pipes) | same |
 
 The first five are plain storage objects (``ecommerce_assets.storage``, no Dagster import, shared with the
 Lambda handlers); assets take them as ``dg.ResourceParam[...]``. A resource whose settings are missing
@@ -37,6 +38,7 @@ def build_resources(settings: Settings | None = None, *, dbt: bool = True) -> di
     from ecommerce_assets.resources.dbt import build_dbt_resource
     from ecommerce_assets.resources.notifier import build_notifier
     from ecommerce_assets.resources.products_api import ProductsApi
+    from ecommerce_assets.resources.spark import TransformEngine
     from ecommerce_assets.resources.unconfigured import UnconfiguredResource
 
     settings = settings or get_settings()
@@ -54,6 +56,7 @@ def build_resources(settings: Settings | None = None, *, dbt: bool = True) -> di
     if dbt:
         resources["dbt"] = build_dbt_resource(settings)
     resources["notifier"] = build_notifier(settings)
+    resources["engine"] = TransformEngine(kind=settings.engine, spark_master=settings.spark_master)
     if settings.env == "aws":
         import boto3
         from dagster_aws.pipes import PipesLambdaClient

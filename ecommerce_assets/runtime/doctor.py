@@ -348,6 +348,24 @@ class _Doctor:
             return
         self.missing = unconfigured(self.resources)
 
+    def _engine(self) -> None:
+        """The heavy transforms' engine (``ECOMMERCE_ENGINE``): for ``spark``, whether local Spark can start here."""
+        s = self.settings
+        if s.engine == "duckdb":
+            self.add(ENVIRONMENT, "engine", "ok", "duckdb: the heavy transforms run in the run worker")
+            return
+        from ecommerce_assets.resources.spark import local_spark_problem
+
+        if s.env == "aws":
+            self.add(ENVIRONMENT, "engine", "missing", "spark: the Spark jobs run on local Spark, which writes to a "
+                     "local lake only", "use ECOMMERCE_ENGINE=duckdb in aws mode")
+            return
+        problem = local_spark_problem()
+        if problem:
+            self.add(ENVIRONMENT, "engine", "missing", f"spark: {problem}", "install it, or ECOMMERCE_ENGINE=duckdb")
+            return
+        self.add(ENVIRONMENT, "engine", "ok", f"spark: PySpark jobs through Dagster Pipes on {s.spark_master}")
+
     def environment(self) -> None:
         s = self.settings
         self.settings_lines(ENVIRONMENT, ("platform", "aws", "alerts", "deploy") if s.env == "aws" else ("platform", "alerts"))
@@ -368,6 +386,7 @@ class _Doctor:
             self.add(ENVIRONMENT, "sensors", "off",
                      f"off ({source}): arrival sensors and automation start stopped; nothing runs without a click",
                      "set ECOMMERCE_SENSORS=on (or start them in the UI)")
+        self.guard(ENVIRONMENT, "engine", self._engine)
         if s.env == "aws":
             self.guard(ENVIRONMENT, "aws credentials", self._aws_credentials)
         self.guard(ENVIRONMENT, "lake", self._lake)

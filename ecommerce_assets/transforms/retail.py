@@ -5,7 +5,8 @@ removed it, so rows in = rows out + the sum of the rule counts:
 
 1. ``duplicate_row``: an exact copy of an earlier row (all eight source columns equal);
 2. ``null_<field>``: a null/blank invoiceno, stockcode, quantity or unitprice;
-3. ``unparseable_<field>``: quantity not an integer, unitprice not a number;
+3. ``unparseable_<field>``: quantity not a whole number (``6`` or ``6.0``, not ``6.5``), unitprice not a decimal
+   number (no exponent, no thousands separator), or either too large for its type;
 4. ``non_positive_quantity`` / ``non_positive_unitprice`` (this removes cancellations ``C...`` too);
 5. ``unparseable_invoicedate``: not ``M/D/YYYY H:MM``, ``M/D/YY H:MM`` or ``YYYY-MM-DD HH:MM:SS``;
 6. ``out_of_range_invoicedate``: before 2000-01-01 or after 2100-12-31 (``0001-01-01``, ``1/1/99`` = 1999);
@@ -29,6 +30,7 @@ checks read: the table's current snapshot (``iceberg_scan``), or a Parquet glob.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator, Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass, field, replace
@@ -60,7 +62,7 @@ RULES: dict[str, str] = {
     "null_quantity": "quantity is null or blank",
     "null_unitprice": "unitprice is null or blank",
     "unparseable_quantity": "quantity is not a whole number",
-    "unparseable_unitprice": "unitprice is not a number",
+    "unparseable_unitprice": "unitprice is not a decimal number (digits and at most one point)",
     "non_positive_quantity": "quantity <= 0 (returns and cancellations)",
     "non_positive_unitprice": "unitprice <= 0",
     "unparseable_invoicedate": "invoicedate is not M/D/YYYY H:MM, M/D/YY H:MM or YYYY-MM-DD HH:MM:SS",
@@ -202,20 +204,43 @@ def _rule(con: duckdb.DuckDBPyConnection, sources: Sequence[_Source]) -> int:
     if not reads:  # every file was refused: an empty source, ruled like any other
         reads.append("SELECT " + ", ".join(f"NULL::VARCHAR AS {c}" for c in SOURCE_COLUMNS)
                      + ", NULL::VARCHAR AS _file, NULL::BIGINT AS _row WHERE false")
-    params.update({"ctrl": CONTROL_CHARACTERS, "ctrl_id": CONTROL_CHARACTERS_IN_IDS,
-                   "earliest": EARLIEST_DATE, "end": END_DATE})
+    params.update(RULE_PARAMETERS)
+    define_portable_functions(con)
+    sql = ruled_sql("duckdb", "\n    UNION ALL\n    ".join(reads))
     con.execute("SET preserve_insertion_order = true")  # so that row_number() OVER () is the row's place in its file
     try:
-        con.execute(_RULED.replace("{source}", "\n    UNION ALL\n    ".join(reads)), params)
+        con.execute(f"CREATE OR REPLACE TEMP TABLE retail_ruled AS {sql}", params)  # noqa: S608
     finally:
         con.execute("SET preserve_insertion_order = false")
     return int(con.execute("SELECT count(*) FROM retail_ruled").fetchone()[0])
 
 
-# a table, not a view: the rule counts, the cleaned COPY and the quarantine COPY read it, so the
+# The rules, once, for both engines (``ECOMMERCE_ENGINE``): ``ruled_sql("duckdb")`` here, ``ruled_sql("spark")`` for
+# the PySpark job (``ecommerce_assets/spark/retail_clean.py``), which receives the SQL and ``RULE_PARAMETERS`` through
+# Pipes and so cannot drift from this. The SQL uses only what both dialects mean alike: CASE, trim, nullif,
+# translate, concat_ws, regexp_extract, TRY_CAST of text that a pattern has already accepted (the engines' casts
+# differ on anything else: DuckDB reads '1.5' as the BIGINT 2 and '1e3' as 1000, Spark as NULL), window
+# row_number; plus ``regexp_like`` and ``make_timestamp_ntz`` (NULL for an impossible date), Spark built-ins that
+# ``define_portable_functions`` gives a DuckDB connection as macros. Every pattern and bound is a named parameter
+# (``$name``; ``:name`` in Spark), so no dialect's string-literal escaping is involved.
+RULE_PARAMETERS: dict[str, str] = {
+    "ctrl": CONTROL_CHARACTERS,
+    "ctrl_id": CONTROL_CHARACTERS_IN_IDS,
+    "earliest": EARLIEST_DATE,
+    "end": END_DATE,
+    # a whole number: digits, a sign, optionally ``.0`` (a spreadsheet's export of an integer column)
+    "whole": r"^[+-]?[0-9]+(\.0*)?$",
+    # a decimal number: digits with at most one point, a sign; no exponent, no thousands separator
+    "decimal": r"^[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)$",
+    # M/D/YYYY H:MM or M/D/YY H:MM (YY: 00-68 is 20YY, 69-99 is 19YY) | YYYY-MM-DD HH:MM:SS (or a T between)
+    "us_date": r"^([0-9]{1,2})/([0-9]{1,2})/([0-9]{4}|[0-9]{2}) ([0-9]{1,2}):([0-9]{2})$",
+    "iso_date": r"^([0-9]{4})-([0-9]{2})-([0-9]{2})[ T]([0-9]{2}):([0-9]{2}):([0-9]{2})$",
+    "trailing_zeros": r"\.0+$",
+}
+
+# a table, not a view: the rule counts, the cleaned write and the quarantine write read it, so the
 # de-duplication window and the parsing run once instead of three times (about 2x faster end to end)
 _RULED = """
-CREATE OR REPLACE TEMP TABLE retail_ruled AS
 WITH retail_src AS (
     {source}
 ), dup AS (
@@ -223,35 +248,53 @@ WITH retail_src AS (
         PARTITION BY invoiceno, stockcode, description, quantity, invoicedate, unitprice, customerid, country
         ORDER BY _file, _row) AS _copy
     FROM retail_src
+), dated AS (
+    SELECT *,
+        CASE WHEN regexp_like(_d, $us_date) THEN 'us' WHEN regexp_like(_d, $iso_date) THEN 'iso' END AS _date_form
+    FROM (SELECT *, trim(invoicedate) AS _d FROM dup) d0
+), date_parts AS (
+    SELECT *,
+        CASE _date_form WHEN 'us' THEN TRY_CAST(regexp_extract(_d, $us_date, 3) AS INT)
+                        WHEN 'iso' THEN TRY_CAST(regexp_extract(_d, $iso_date, 1) AS INT) END AS _y0,
+        CASE _date_form WHEN 'us' THEN TRY_CAST(regexp_extract(_d, $us_date, 1) AS INT)
+                        WHEN 'iso' THEN TRY_CAST(regexp_extract(_d, $iso_date, 2) AS INT) END AS _mo,
+        CASE _date_form WHEN 'us' THEN TRY_CAST(regexp_extract(_d, $us_date, 2) AS INT)
+                        WHEN 'iso' THEN TRY_CAST(regexp_extract(_d, $iso_date, 3) AS INT) END AS _dd,
+        CASE _date_form WHEN 'us' THEN TRY_CAST(regexp_extract(_d, $us_date, 4) AS INT)
+                        WHEN 'iso' THEN TRY_CAST(regexp_extract(_d, $iso_date, 4) AS INT) END AS _hh,
+        CASE _date_form WHEN 'us' THEN TRY_CAST(regexp_extract(_d, $us_date, 5) AS INT)
+                        WHEN 'iso' THEN TRY_CAST(regexp_extract(_d, $iso_date, 5) AS INT) END AS _mi,
+        CASE _date_form WHEN 'us' THEN 0
+                        WHEN 'iso' THEN TRY_CAST(regexp_extract(_d, $iso_date, 6) AS INT) END AS _ss,
+        CASE WHEN _date_form = 'us' THEN length(regexp_extract(_d, $us_date, 3)) = 2 ELSE false END AS _two_digit
+    FROM dated
 ), parsed AS (
     SELECT *,
         nullif(trim(invoiceno), '') AS _inv,
         nullif(trim(stockcode), '') AS _stock,
-        TRY_CAST(nullif(trim(quantity), '') AS BIGINT) AS _qty,
-        TRY_CAST(nullif(trim(unitprice), '') AS DECIMAL(18, 3)) AS _price,
-        CASE
-            WHEN regexp_matches(trim(invoicedate), '^\\d{1,2}/\\d{1,2}/\\d{4} \\d{1,2}:\\d{2}$')
-                THEN try_strptime(trim(invoicedate), '%m/%d/%Y %H:%M')
-            WHEN regexp_matches(trim(invoicedate), '^\\d{1,2}/\\d{1,2}/\\d{2} \\d{1,2}:\\d{2}$')
-                THEN try_strptime(trim(invoicedate), '%m/%d/%y %H:%M')
-            WHEN regexp_matches(trim(invoicedate), '^\\d{4}-\\d{2}-\\d{2}[ T]\\d{2}:\\d{2}:\\d{2}$')
-                THEN try_strptime(replace(trim(invoicedate), 'T', ' '), '%Y-%m-%d %H:%M:%S')
-        END AS _ts,
+        CASE WHEN regexp_like(trim(quantity), $whole)
+             THEN TRY_CAST(regexp_extract(trim(quantity), '^([^.]*)', 1) AS BIGINT) END AS _qty,
+        CASE WHEN regexp_like(trim(unitprice), $decimal) THEN TRY_CAST(trim(unitprice) AS DECIMAL(18, 3)) END AS _price,
+        CASE WHEN _mo BETWEEN 1 AND 12 AND _dd BETWEEN 1 AND 31 AND _hh BETWEEN 0 AND 23 AND _mi BETWEEN 0 AND 59
+                  AND _ss BETWEEN 0 AND 59
+             THEN make_timestamp_ntz(
+                 CASE WHEN NOT _two_digit THEN _y0 WHEN _y0 < 69 THEN 2000 + _y0 ELSE 1900 + _y0 END,
+                 _mo, _dd, _hh, _mi, _ss) END AS _ts,
         CASE
             -- two scans of the row's text find most rows clean; only a row with a hit looks field by field
-            WHEN NOT regexp_matches(concat(invoiceno, stockcode, customerid), $ctrl_id)
-                 AND NOT regexp_matches(concat(description, quantity, invoicedate, unitprice, country), $ctrl)
+            WHEN NOT regexp_like(concat_ws('', invoiceno, stockcode, customerid), $ctrl_id)
+                 AND NOT regexp_like(concat_ws('', description, quantity, invoicedate, unitprice, country), $ctrl)
                 THEN NULL
-            WHEN regexp_matches(invoiceno, $ctrl_id) THEN 'invoiceno'
-            WHEN regexp_matches(stockcode, $ctrl_id) THEN 'stockcode'
-            WHEN regexp_matches(description, $ctrl) THEN 'description'
-            WHEN regexp_matches(quantity, $ctrl) THEN 'quantity'
-            WHEN regexp_matches(invoicedate, $ctrl) THEN 'invoicedate'
-            WHEN regexp_matches(unitprice, $ctrl) THEN 'unitprice'
-            WHEN regexp_matches(customerid, $ctrl_id) THEN 'customerid'
-            WHEN regexp_matches(country, $ctrl) THEN 'country'
+            WHEN regexp_like(invoiceno, $ctrl_id) THEN 'invoiceno'
+            WHEN regexp_like(stockcode, $ctrl_id) THEN 'stockcode'
+            WHEN regexp_like(description, $ctrl) THEN 'description'
+            WHEN regexp_like(quantity, $ctrl) THEN 'quantity'
+            WHEN regexp_like(invoicedate, $ctrl) THEN 'invoicedate'
+            WHEN regexp_like(unitprice, $ctrl) THEN 'unitprice'
+            WHEN regexp_like(customerid, $ctrl_id) THEN 'customerid'
+            WHEN regexp_like(country, $ctrl) THEN 'country'
         END AS _ctrl_field
-    FROM dup
+    FROM date_parts
 ), typed AS (
     SELECT *, TRY_CAST(_qty * _price AS DECIMAL(18, 3)) AS _total FROM parsed
 ), ruled AS (
@@ -277,7 +320,7 @@ WITH retail_src AS (
 -- holds each row once, not its text and its values side by side
 SELECT _file, _row, _rule,
     CASE _rule WHEN 'duplicate_row' THEN '*' WHEN 'control_character' THEN _ctrl_field
-               ELSE regexp_replace(_rule, '^(null|unparseable|non_positive|out_of_range)_', '') END AS _field,
+               ELSE regexp_extract(_rule, '^(null|unparseable|non_positive|out_of_range)_(.*)$', 2) END AS _field,
     CASE WHEN _rule IS NOT NULL THEN invoiceno END AS invoiceno,
     CASE WHEN _rule IS NOT NULL THEN stockcode END AS stockcode,
     CASE WHEN _rule IS NOT NULL THEN description END AS description,
@@ -288,20 +331,21 @@ SELECT _file, _row, _rule,
     CASE WHEN _rule IS NOT NULL THEN country END AS country,
     CASE WHEN _rule IS NULL THEN _inv END AS _inv,
     CASE WHEN _rule IS NULL THEN _stock END AS _stock,
-    CASE WHEN _rule IS NULL THEN
-        nullif(trim(regexp_replace(replace(description, '"', ''), '[,\\t\\r\\n]', ' ', 'g')), '') END AS _description,
+    CASE WHEN _rule IS NULL THEN nullif(trim(translate(description, $to_space, '    ')), '') END AS _description,
     CASE WHEN _rule IS NULL THEN _qty END AS _qty,
     CASE WHEN _rule IS NULL THEN _price END AS _price,
     CASE WHEN _rule IS NULL THEN _ts END AS _ts,
     CASE WHEN _rule IS NULL THEN
-        coalesce(regexp_replace(nullif(trim(customerid), ''), '\\.0+$', ''), 'UNKNOWN') END AS _customerid,
-    CASE WHEN _rule IS NULL THEN
-        nullif(trim(regexp_replace(replace(country, '"', ''), '[,\\t\\r\\n]', ' ', 'g')), '') END AS _country,
+        coalesce(regexp_replace(nullif(trim(customerid), ''), $trailing_zeros, ''), 'UNKNOWN') END AS _customerid,
+    CASE WHEN _rule IS NULL THEN nullif(trim(translate(country, $to_space, '    ')), '') END AS _country,
     CASE WHEN _rule IS NULL THEN _total END AS _total
 FROM ruled
 """
+# ``,``, tab and line breaks become a space, ``"`` goes (translate drops a character it has no replacement for)
+RULE_PARAMETERS["to_space"] = ',\t\r\n"'
 
-_CLEAN_SELECT = """
+# the kept rows of ``retail_ruled`` in the cleaned table's columns (both dialects)
+CLEAN_SELECT = """
 SELECT
     _inv AS invoiceno,
     _stock AS stockcode,
@@ -313,12 +357,52 @@ SELECT
     _country AS country,
     _total AS total_sales,
     CAST(_ts AS DATE) AS invoice_date,
-    strftime(_ts, '%Y-%m') AS invoice_month
+    substr(CAST(CAST(_ts AS DATE) AS STRING), 1, 7) AS invoice_month
 FROM retail_ruled
 WHERE _rule IS NULL
 """
 
-_QUARANTINE_SELECT = """
+DIALECTS = ("duckdb", "spark")
+
+
+def ruled_sql(dialect: str, source: str) -> str:
+    """The rules as one SELECT in ``dialect`` (``duckdb`` or ``spark``) over ``source`` (a SELECT or a view name
+    yielding the eight text columns, ``_file`` and ``_row``); parameters ``RULE_PARAMETERS``."""
+    if dialect not in DIALECTS:
+        raise ValueError(f"unknown SQL dialect {dialect!r}: one of {', '.join(DIALECTS)}")
+    sql = _RULED.replace("{source}", source)
+    return sql if dialect == "duckdb" else re.sub(r"\$([a-z_]+)", r":\1", sql)
+
+
+def spark_job_extras(
+    sources: Sequence[tuple[str, Path, str, list[str]]], cleaned_dir: str, quarantine_dir: str, master: str | None
+) -> dict[str, object]:
+    """What the PySpark job (``ecommerce_assets/spark_jobs/retail_clean.py``) needs, as its Pipes extras: the
+    ``sources`` (label, path, encoding, standardized column names), the rules in Spark SQL with their parameters,
+    and where to write."""
+    return {
+        "sources": [{"label": label, "path": str(path), "encoding": encoding, "names": list(names)}
+                    for label, path, encoding, names in sources],
+        "ruled_sql": ruled_sql("spark", "SELECT * FROM retail_src"),
+        "clean_sql": CLEAN_SELECT,
+        "quarantine_sql": QUARANTINE_SELECT,
+        "parameters": dict(RULE_PARAMETERS),
+        "rules": list(RULES),
+        "cleaned_dir": cleaned_dir,
+        "quarantine_dir": quarantine_dir,
+        **({"master": master} if master else {}),
+    }
+
+
+def define_portable_functions(con: duckdb.DuckDBPyConnection) -> None:
+    """Give ``con`` the Spark built-ins the rules use, as DuckDB macros (same arguments, same results)."""
+    con.execute("CREATE OR REPLACE TEMP MACRO regexp_like(s, p) AS regexp_matches(s, p)")
+    con.execute(
+        "CREATE OR REPLACE TEMP MACRO make_timestamp_ntz(y, mo, d, h, mi, s) AS try(make_timestamp(y, mo, d, h, mi, s))"
+    )
+
+
+QUARANTINE_SELECT = """
 SELECT invoiceno, stockcode, description, quantity, invoicedate, unitprice, customerid, country,
        _file AS source_file, _row AS source_row, _rule AS rule, _field AS field
 FROM retail_ruled
@@ -350,19 +434,19 @@ def clean(
     removed = {rule: int(counts.get(rule, 0)) for rule in RULES}
     result = CleanResult(rows_in=rows_in, rows_out=rows_out, removed=removed)
     result.months = [m for (m,) in con.execute(
-        f"SELECT DISTINCT invoice_month FROM ({_CLEAN_SELECT}) ORDER BY 1"  # noqa: S608
+        f"SELECT DISTINCT invoice_month FROM ({CLEAN_SELECT}) ORDER BY 1"  # noqa: S608
     ).fetchall()]
     if tables is not None:
         result.commit = _commit_cleaned(con, tables, result.months, properties or {})
     elif cleaned_uri is not None:
         con.execute(
-            f"COPY ({_CLEAN_SELECT}) TO ? (FORMAT parquet, PARTITION_BY (invoice_month), OVERWRITE_OR_IGNORE, "  # noqa: S608
+            f"COPY ({CLEAN_SELECT}) TO ? (FORMAT parquet, PARTITION_BY (invoice_month), OVERWRITE_OR_IGNORE, "  # noqa: S608
             "FILENAME_PATTERN 'part_{i}', COMPRESSION zstd)",
             [cleaned_uri],
         )
     else:
         raise ValueError("clean needs the Iceberg tables or a Parquet folder for the cleaned rows")
-    con.execute(f"COPY ({_QUARANTINE_SELECT}) TO ? (FORMAT parquet, COMPRESSION zstd)", [quarantine_uri])  # noqa: S608
+    con.execute(f"COPY ({QUARANTINE_SELECT}) TO ? (FORMAT parquet, COMPRESSION zstd)", [quarantine_uri])  # noqa: S608
     con.execute("DROP TABLE retail_ruled")
     return result
 
@@ -373,8 +457,8 @@ def _commit_cleaned(
     """Replace every row of the Iceberg table with the kept rows of ``retail_ruled``, one month at a time."""
     from ecommerce_assets.storage.iceberg import replace_all_rows
 
-    schema = con.execute(f"SELECT * FROM ({_CLEAN_SELECT}) LIMIT 0").to_arrow_table().schema  # noqa: S608
-    month_sql = f"SELECT * FROM ({_CLEAN_SELECT}) WHERE invoice_month = ?"  # noqa: S608
+    schema = con.execute(f"SELECT * FROM ({CLEAN_SELECT}) LIMIT 0").to_arrow_table().schema  # noqa: S608
+    month_sql = f"SELECT * FROM ({CLEAN_SELECT}) WHERE invoice_month = ?"  # noqa: S608
 
     def parts() -> Iterator[pa.Table]:
         for month in months:
@@ -382,6 +466,30 @@ def _commit_cleaned(
 
     return replace_all_rows(
         tables, TABLE, schema, parts, PARTITION_BY,
+        properties={"ecommerce.months": ",".join(months), **properties},
+    )
+
+
+def cleaned_schema(con: duckdb.DuckDBPyConnection) -> pa.Schema:
+    """The cleaned table's columns and types as the rules make them (ruled from an empty source): the schema both
+    engines' rows are committed under."""
+    _rule(con, [])
+    try:
+        return con.execute(f"SELECT * FROM ({CLEAN_SELECT}) LIMIT 0").to_arrow_table().schema  # noqa: S608
+    finally:
+        con.execute("DROP TABLE retail_ruled")
+
+
+def commit_cleaned_files(
+    con: duckdb.DuckDBPyConnection, tables: IcebergTables, files: Sequence[str], months: Sequence[str],
+    properties: dict[str, str],
+) -> IcebergCommit:
+    """Replace every row of the Iceberg table with the rows of the Parquet ``files`` another engine wrote (one
+    invoice month a file, below the table's location), in one commit, without rewriting them."""
+    from ecommerce_assets.storage.iceberg import replace_all_rows_with_files
+
+    return replace_all_rows_with_files(
+        tables, TABLE, cleaned_schema(con), files, PARTITION_BY,
         properties={"ecommerce.months": ",".join(months), **properties},
     )
 

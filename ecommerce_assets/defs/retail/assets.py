@@ -7,8 +7,12 @@ on ``invoice_month``; ``storage.iceberg``: a SQLite catalog locally, Glue on AWS
 
 
 import json
-from collections.abc import Iterator
-from typing import TYPE_CHECKING
+import shutil
+import tempfile
+from collections.abc import Iterator, Sequence
+from contextlib import ExitStack
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import dagster as dg
 
@@ -19,6 +23,7 @@ from ecommerce_assets.lib.metadata import (
     warehouse_table_metadata,
 )
 from ecommerce_assets.lib.time_travel import AsOfSnapshot, as_of_metadata, bind_as_of
+from ecommerce_assets.resources.spark import TransformEngine
 from ecommerce_assets.storage import zones
 from ecommerce_assets.storage.iceberg import IcebergTables
 from ecommerce_assets.storage.lake import Lake
@@ -26,7 +31,7 @@ from ecommerce_assets.storage.registration import current_raw_files, register_la
 from ecommerce_assets.storage.table_catalog import TableCatalog
 from ecommerce_assets.storage.warehouses.base import Warehouse
 from ecommerce_assets.transforms import retail
-from ecommerce_assets.transforms.files import BadFileError, open_csv
+from ecommerce_assets.transforms.files import BadFileError, TextFile, engine_file, open_csv
 
 if TYPE_CHECKING:
     import duckdb
@@ -93,6 +98,7 @@ def online_retail_cleaned(
     lake: dg.ResourceParam[Lake],
     table_catalog: dg.ResourceParam[TableCatalog],
     iceberg: dg.ResourceParam[IcebergTables],
+    engine: dg.ResourceParam[TransformEngine],
 ) -> dg.MaterializeResult:
     raw_files = current_raw_files(lake, RAW)
     good, labels, bad = [], [], []
@@ -104,9 +110,12 @@ def online_retail_cleaned(
             bad.append({"file": obj.key, "rule": err.rule, "problem": err.problem})
     con = lake.engine()
     rejected: list[BadFileError] = []  # files the engine refused after the checks: quarantined, the others go on
-    retail.load_source(con, good, labels, rejected=rejected)
+    if not engine.spark:
+        retail.load_source(con, good, labels, rejected=rejected)
     bad += [{"file": err.file, "rule": err.rule, "problem": err.problem} for err in rejected]
-    labels = [label for label in labels if label not in {err.file for err in rejected}]
+    refused = {err.file for err in rejected}
+    kept = [(tf, label) for tf, label in zip(good, labels, strict=True) if label not in refused]
+    good, labels = [tf for tf, _ in kept], [label for _, label in kept]
     for item in bad:
         context.log.error(f"quarantined {item['file']}: {item['problem']}")
     lake.delete_prefix(QUARANTINE_FILES)
@@ -122,10 +131,14 @@ def online_retail_cleaned(
 
     # the cleaned rows: one Iceberg commit (readers see the old rows or the new, never a mix); the quarantine is
     # written aside and published whole
+    properties = {"dagster.run-id": context.run.run_id}
+    spark_metadata: dict[str, Any] = {}
     with lake.writing(QUARANTINE_ROWS) as quarantine_uri:
-        result = retail.clean(
-            con, None, quarantine_uri, tables=iceberg, properties={"dagster.run-id": context.run.run_id}
-        )
+        if engine.spark:
+            result, spark_metadata = _clean_with_spark(context, lake, iceberg, engine, con, good, labels,
+                                                       quarantine_uri, properties)
+        else:
+            result = retail.clean(con, None, quarantine_uri, tables=iceberg, properties=properties)
     commit = result.commit
     assert commit is not None  # clean with tables always commits
     lake.delete_prefix(CLEANED)  # plain Parquet of the layout before Iceberg: no reader looks there any more
@@ -166,9 +179,60 @@ def online_retail_cleaned(
                 "files_read": len(good),
                 "files_quarantined": dg.MetadataValue.json(bad),
                 "quarantine_uri": dg.MetadataValue.path(lake.uri(QUARANTINE_ROWS)),
+                "engine": "spark" if engine.spark else "duckdb",
+                **spark_metadata,
             },
         )
     )
+
+
+def _clean_with_spark(
+    context: dg.AssetExecutionContext,
+    lake: Lake,
+    iceberg: IcebergTables,
+    engine: TransformEngine,
+    con: "duckdb.DuckDBPyConnection",
+    files: Sequence[TextFile],
+    labels: Sequence[str],
+    quarantine_uri: str,
+    properties: dict[str, str],
+) -> tuple[retail.CleanResult, dict[str, Any]]:
+    """The cleaning as the Spark job ``retail_clean`` (``ECOMMERCE_ENGINE=spark``): the same rules (rendered in Spark
+    SQL from ``transforms.retail``), its kept rows written as Parquet below the table's location and committed to
+    the Iceberg table as they are (one commit), its removed rows to ``quarantine_uri``. Returns what ``clean``
+    returns, and the job's own metadata."""
+    location = iceberg.location(retail.TABLE)
+    if not location.startswith("file:"):
+        raise dg.Failure(description=(
+            "ECOMMERCE_ENGINE=spark runs the job on local Spark, which writes to a local lake only; with an S3 lake "
+            "use ECOMMERCE_ENGINE=duckdb"
+        ))
+    from urllib.parse import unquote, urlparse
+
+    staged = Path(unquote(urlparse(location).path)) / "data" / f"spark-{context.run.run_id}"
+    shutil.rmtree(staged, ignore_errors=True)  # a retry of this run starts afresh
+    with ExitStack() as stack, tempfile.TemporaryDirectory(prefix="ecommerce-spark-quarantine-") as quarantine_dir:
+        sources = [(label, *stack.enter_context(engine_file(tf)), retail._column_names(tf))
+                   for tf, label in zip(files, labels, strict=True)]
+        extras = retail.spark_job_extras(sources, str(staged), quarantine_dir, None)
+        try:
+            reported = engine.run_spark_job(context, "retail_clean", extras)
+            data_files = sorted(str(f) for f in staged.glob("_month=*/*.parquet"))
+            result = retail.CleanResult(rows_in=int(reported["rows_in"]), rows_out=int(reported["rows_out"]),
+                                        removed={k: int(v) for k, v in dict(reported["removed"]).items()},
+                                        months=list(reported["months"]))
+            result.commit = retail.commit_cleaned_files(con, iceberg, data_files, result.months, properties)
+        except BaseException:
+            shutil.rmtree(staged, ignore_errors=True)  # nothing of a failed attempt is referenced by the table
+            raise
+        parts = sorted(Path(quarantine_dir).glob("*.parquet"))
+        if len(parts) != 1:
+            raise dg.Failure(description=f"the Spark job wrote {len(parts)} quarantine files, expected one")
+        shutil.move(str(parts[0]), quarantine_uri)
+    context.log.info(f"spark {reported.get('spark_version')}: {result.rows_in:,} rows in, {result.rows_out:,} out, "
+                     f"{len(data_files)} file(s) committed to {retail.TABLE} as they are")
+    return result, {"spark_version": str(reported.get("spark_version")),
+                    "spark_seconds": float(reported.get("spark_seconds") or 0.0)}
 
 
 GOLD_DESCRIPTIONS = {
