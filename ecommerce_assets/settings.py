@@ -87,6 +87,17 @@ class Settings(BaseSettings):
     spark_master: str = setting(
         "local[*]", "ECOMMERCE_SPARK_MASTER", "platform", "the Spark master of the local Spark jobs (`ECOMMERCE_ENGINE=spark`)"
     )
+    spark_platform: Literal["local", "glue", "emr-serverless"] = setting(
+        "local", "ECOMMERCE_SPARK_PLATFORM", "platform",
+        "where the Spark jobs run: `local` (PySpark here, a local lake), `glue` (an AWS Glue 5 job) or "
+        "`emr-serverless` (aws mode: the job reads and writes the S3 lake)",
+    )
+    spark_role_arn: str | None = setting(
+        None, "ECOMMERCE_SPARK_ROLE_ARN", "aws", "the IAM role the Glue job or EMR Serverless job runs as (`glue`, `emr-serverless`)"
+    )
+    emr_application_id: str | None = setting(
+        None, "ECOMMERCE_EMR_APPLICATION_ID", "aws", "the EMR Serverless application of the Spark jobs (`emr-serverless`)"
+    )
     # --- aws mode: lake and warehouse
     s3_bucket: str | None = setting(None, "ECOMMERCE_S3_BUCKET", "aws", "the lake's S3 bucket")
     s3_prefix: str = setting("", "ECOMMERCE_S3_PREFIX", "aws", "key prefix of the lake in the bucket")

@@ -35,8 +35,9 @@ ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = ROOT / "ecommerce_assets"
 NO_DAGSTER = [PACKAGE / "storage", PACKAGE / "transforms", PACKAGE / "services", PACKAGE / "settings.py",
               ROOT / "lambdas", PACKAGE / "spark_jobs"]
-# the Spark jobs run where only Spark is (a Glue or EMR job): the standard library, PySpark and the Pipes protocol
-SPARK_JOB_LIBS = {"pyspark", "dagster_pipes"}
+# the Spark jobs run where only Spark is (a Glue or EMR job): the standard library, PySpark, the Pipes protocol and
+# boto3 (which Glue and EMR provide)
+SPARK_JOB_LIBS = {"pyspark", "dagster_pipes", "boto3"}
 DAGSTER_FREE_LIBS = {"dagster_pipes"}  # the Pipes protocol library: no dependency on dagster itself
 SNAPSHOT = ROOT / "tests" / "snapshots" / "asset_graph.json"
 # declared libraries no module imports by name, and what uses them

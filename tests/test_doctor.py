@@ -295,6 +295,10 @@ def test_the_engine_line_says_whether_local_spark_can_start(
     code, out = doctor(capsys)
     assert code == 0 and status_of(out, "environment", "engine") == "ok", out
     assert "Dagster Pipes on local[*]" in line_of(out, "environment", "engine")
+    monkeypatch.setenv("ECOMMERCE_SPARK_PLATFORM", "glue")  # Glue with a local lake: refused, with the fix
+    code, out = doctor(capsys)
+    assert status_of(out, "environment", "engine") == "missing" and "need the S3 lake" in out, out
+    monkeypatch.delenv("ECOMMERCE_SPARK_PLATFORM")
     monkeypatch.delenv("JAVA_HOME", raising=False)
     monkeypatch.setenv("PATH", "/nonexistent")  # no java to be found
     code, out = doctor(capsys)

@@ -12,7 +12,7 @@
 | ``dbt`` | ``DbtCliResource`` over ``dbt/`` | same, against the aws warehouse |
 | ``notifier`` | alerts to a local file | SNS (+ SQS dead letters) |
 | ``pipes_lambda_client`` | (aws only) | ``PipesLambdaClient`` |
-| ``engine`` | ``TransformEngine``: ``ECOMMERCE_ENGINE`` (``duckdb`` or ``spark``: local PySpark through Pipes) | same |
+| ``engine`` | ``TransformEngine``: ``ECOMMERCE_ENGINE`` (``duckdb``, or ``spark``: PySpark through Pipes) | same; Spark on Glue or EMR Serverless |
 
 The first five are plain storage objects (``ecommerce_assets.storage``, no Dagster import, shared with the
 Lambda handlers); assets take them as ``dg.ResourceParam[...]``. A resource whose settings are missing
@@ -56,7 +56,12 @@ def build_resources(settings: Settings | None = None, *, dbt: bool = True) -> di
     if dbt:
         resources["dbt"] = build_dbt_resource(settings)
     resources["notifier"] = build_notifier(settings)
-    resources["engine"] = TransformEngine(kind=settings.engine, spark_master=settings.spark_master)
+    resources["engine"] = TransformEngine(
+        kind=settings.engine, spark_master=settings.spark_master, platform=settings.spark_platform,
+        s3_bucket=settings.s3_bucket, s3_prefix=settings.s3_prefix, region_name=settings.aws_region,
+        endpoint_url=settings.aws_endpoint_url, role_arn=settings.spark_role_arn,
+        emr_application_id=settings.emr_application_id,
+    )
     if settings.env == "aws":
         import boto3
         from dagster_aws.pipes import PipesLambdaClient

@@ -356,15 +356,30 @@ class _Doctor:
             return
         from ecommerce_assets.resources.spark import local_spark_problem
 
-        if s.env == "aws":
-            self.add(ENVIRONMENT, "engine", "missing", "spark: the Spark jobs run on local Spark, which writes to a "
-                     "local lake only", "use ECOMMERCE_ENGINE=duckdb in aws mode")
+        platform = s.spark_platform
+        if (s.env == "aws") != (platform != "local"):
+            self.add(ENVIRONMENT, "engine", "missing",
+                     f"spark on {platform}: " + ("local Spark writes to a local lake only" if s.env == "aws"
+                                                 else "Glue and EMR Serverless need the S3 lake (aws mode)"),
+                     "set ECOMMERCE_SPARK_PLATFORM=glue or emr-serverless" if s.env == "aws"
+                     else "set ECOMMERCE_SPARK_PLATFORM=local")
             return
-        problem = local_spark_problem()
-        if problem:
-            self.add(ENVIRONMENT, "engine", "missing", f"spark: {problem}", "install it, or ECOMMERCE_ENGINE=duckdb")
+        if platform == "local":
+            problem = local_spark_problem()
+            if problem:
+                self.add(ENVIRONMENT, "engine", "missing", f"spark: {problem}", "install it, or ECOMMERCE_ENGINE=duckdb")
+                return
+            self.add(ENVIRONMENT, "engine", "ok", f"spark: PySpark jobs through Dagster Pipes on {s.spark_master}")
             return
-        self.add(ENVIRONMENT, "engine", "ok", f"spark: PySpark jobs through Dagster Pipes on {s.spark_master}")
+        needed = ["ECOMMERCE_SPARK_ROLE_ARN"] if not s.spark_role_arn else []
+        if platform == "emr-serverless" and not s.emr_application_id:
+            needed.append("ECOMMERCE_EMR_APPLICATION_ID")
+        if needed:
+            self.add(ENVIRONMENT, "engine", "missing", f"spark on {platform}: {' and '.join(needed)} not set",
+                     "see deploy/README.md, section 5")
+            return
+        self.add(ENVIRONMENT, "engine", "ok", f"spark on {platform}: jobs launched through Dagster Pipes, "
+                 f"scripts in the lake's code/spark_jobs/, role {s.spark_role_arn}")
 
     def environment(self) -> None:
         s = self.settings

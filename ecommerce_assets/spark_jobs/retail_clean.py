@@ -1,7 +1,8 @@
 """Online Retail cleaning as a PySpark job (``ECOMMERCE_ENGINE=spark``), launched and observed through Dagster Pipes.
 
-Standalone: it imports PySpark, ``dagster_pipes`` and the standard library, never Dagster or this package, so the
-same file runs under ``PipesSubprocessClient`` on local PySpark and as a Glue / EMR Serverless job. What it applies
+Standalone: it imports PySpark, ``dagster_pipes`` and the standard library (and boto3 on AWS), never Dagster or this
+package, so the same file runs under ``PipesSubprocessClient`` on local PySpark and as a Glue / EMR Serverless job
+(the Pipes context and messages then go through S3, named by the job's arguments). What it applies
 comes from the asset through the Pipes extras, rendered from ``ecommerce_assets.transforms.retail`` (the rules
 written once: the DuckDB path runs the same SQL), so the two engines cannot drift:
 
@@ -155,10 +156,31 @@ def clean(spark: Any, extras: dict[str, Any], log: Any = None) -> dict[str, Any]
             "spark_version": spark.version, "seconds": round(time.monotonic() - started, 3)}
 
 
-def main() -> None:
-    from dagster_pipes import open_dagster_pipes
+def _open_pipes() -> Any:
+    """The Pipes connection. Launched by Glue, the parameters are the job's arguments; by EMR Serverless, the
+    driver's environment; by the local launcher, the environment too. When they name a bucket (Glue, EMR
+    Serverless), the context is read from and the messages written to S3; else the launcher's files."""
+    from dagster_pipes import (
+        PipesCliArgsParamsLoader,
+        PipesEnvVarParamsLoader,
+        PipesS3ContextLoader,
+        PipesS3MessageWriter,
+        open_dagster_pipes,
+    )
 
-    with open_dagster_pipes() as pipes:
+    cli = PipesCliArgsParamsLoader()
+    params = cli if cli.is_dagster_pipes_process() else PipesEnvVarParamsLoader()
+    if "bucket" not in params.load_context_params():
+        return open_dagster_pipes(params_loader=params)
+    import boto3  # on Glue and EMR, beside PySpark
+
+    s3 = boto3.client("s3")
+    return open_dagster_pipes(params_loader=params, context_loader=PipesS3ContextLoader(client=s3),
+                              message_writer=PipesS3MessageWriter(client=s3))
+
+
+def main() -> None:
+    with _open_pipes() as pipes:
         extras = dict(pipes.extras)
         spark = spark_session(extras.get("master"))
         try:

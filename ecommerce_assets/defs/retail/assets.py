@@ -7,11 +7,8 @@ on ``invoice_month``; ``storage.iceberg``: a SQLite catalog locally, Glue on AWS
 
 
 import json
-import shutil
-import tempfile
 from collections.abc import Iterator, Sequence
 from contextlib import ExitStack
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import dagster as dg
@@ -133,11 +130,10 @@ def online_retail_cleaned(
     # written aside and published whole
     properties = {"dagster.run-id": context.run.run_id}
     spark_metadata: dict[str, Any] = {}
-    with lake.writing(QUARANTINE_ROWS) as quarantine_uri:
-        if engine.spark:
-            result, spark_metadata = _clean_with_spark(context, lake, iceberg, engine, con, good, labels,
-                                                       quarantine_uri, properties)
-        else:
+    if engine.spark:
+        result, spark_metadata = _clean_with_spark(context, lake, iceberg, engine, con, good, labels, properties)
+    else:
+        with lake.writing(QUARANTINE_ROWS) as quarantine_uri:
             result = retail.clean(con, None, quarantine_uri, tables=iceberg, properties=properties)
     commit = result.commit
     assert commit is not None  # clean with tables always commits
@@ -194,45 +190,63 @@ def _clean_with_spark(
     con: "duckdb.DuckDBPyConnection",
     files: Sequence[TextFile],
     labels: Sequence[str],
-    quarantine_uri: str,
     properties: dict[str, str],
 ) -> tuple[retail.CleanResult, dict[str, Any]]:
     """The cleaning as the Spark job ``retail_clean`` (``ECOMMERCE_ENGINE=spark``): the same rules (rendered in Spark
     SQL from ``transforms.retail``), its kept rows written as Parquet below the table's location and committed to
-    the Iceberg table as they are (one commit), its removed rows to ``quarantine_uri``. Returns what ``clean``
-    returns, and the job's own metadata."""
-    location = iceberg.location(retail.TABLE)
-    if not location.startswith("file:"):
-        raise dg.Failure(description=(
-            "ECOMMERCE_ENGINE=spark runs the job on local Spark, which writes to a local lake only; with an S3 lake "
-            "use ECOMMERCE_ENGINE=duckdb"
-        ))
-    from urllib.parse import unquote, urlparse
+    the Iceberg table as they are (one commit), its removed rows published whole to the quarantine. Returns what
+    ``clean`` returns, and the job's own metadata.
 
-    staged = Path(unquote(urlparse(location).path)) / "data" / f"spark-{context.run.run_id}"
-    shutil.rmtree(staged, ignore_errors=True)  # a retry of this run starts afresh
-    with ExitStack() as stack, tempfile.TemporaryDirectory(prefix="ecommerce-spark-quarantine-") as quarantine_dir:
-        sources = [(label, *stack.enter_context(engine_file(tf)), retail._column_names(tf))
-                   for tf, label in zip(files, labels, strict=True)]
-        extras = retail.spark_job_extras(sources, str(staged), quarantine_dir, None)
-        try:
+    Locally the job reads the files the checks opened (a Windows-1252 file through its UTF-8 copy); on Glue or EMR
+    it reads the raw objects in S3 (such a copy is uploaded beside them first)."""
+    on_s3 = not iceberg.location(retail.TABLE).startswith("file:")
+    if on_s3 != engine.remote:
+        raise dg.Failure(description=(
+            "ECOMMERCE_ENGINE=spark: local Spark (ECOMMERCE_SPARK_PLATFORM=local) writes to a local lake only; with "
+            "the S3 lake set ECOMMERCE_SPARK_PLATFORM=glue or emr-serverless, or ECOMMERCE_ENGINE=duckdb"
+            if on_s3 else
+            f"ECOMMERCE_SPARK_PLATFORM={engine.platform} runs on AWS and needs the S3 lake (ECOMMERCE_ENV=aws)"
+        ))
+    tag = f"spark-{context.run.run_id}"
+    staged = f"{zones.PROCESSED}{retail.TABLE}/data/{tag}/"  # below the table's location: added as they are
+    quarantine = f"{zones.quarantine('online_retail')}spark-staging/{context.run.run_id}/"  # published whole below
+    lake.delete_prefix(staged)  # a retry of this run starts afresh
+    lake.delete_prefix(quarantine)
+    try:
+        with ExitStack() as stack:
+            sources = []
+            for i, (tf, label) in enumerate(zip(files, labels, strict=True)):
+                path, encoding = stack.enter_context(engine_file(tf))
+                if engine.remote:
+                    if path != tf.path:  # a transcoded copy: where the job can read it
+                        copy_key = f"{quarantine}sources/{i}-{path.name}"
+                        lake.write_bytes(copy_key, path.read_bytes())
+                        sources.append((label, lake.uri(copy_key), encoding, retail._column_names(tf)))
+                        continue
+                    sources.append((label, lake.uri(label), encoding, retail._column_names(tf)))
+                else:
+                    sources.append((label, str(path), encoding, retail._column_names(tf)))
+            extras = retail.spark_job_extras(sources, lake.uri(staged), lake.uri(quarantine + "rows/"), None)
             reported = engine.run_spark_job(context, "retail_clean", extras)
-            data_files = sorted(str(f) for f in staged.glob("_month=*/*.parquet"))
-            result = retail.CleanResult(rows_in=int(reported["rows_in"]), rows_out=int(reported["rows_out"]),
-                                        removed={k: int(v) for k, v in dict(reported["removed"]).items()},
-                                        months=list(reported["months"]))
-            result.commit = retail.commit_cleaned_files(con, iceberg, data_files, result.months, properties)
-        except BaseException:
-            shutil.rmtree(staged, ignore_errors=True)  # nothing of a failed attempt is referenced by the table
-            raise
-        parts = sorted(Path(quarantine_dir).glob("*.parquet"))
+        data_files = sorted(lake.uri(o.key) for o in lake.list_objects(staged) if o.key.endswith(".parquet"))
+        result = retail.CleanResult(rows_in=int(reported["rows_in"]), rows_out=int(reported["rows_out"]),
+                                    removed={k: int(v) for k, v in dict(reported["removed"]).items()},
+                                    months=list(reported["months"]))
+        result.commit = retail.commit_cleaned_files(con, iceberg, data_files, result.months, properties)
+        parts = [o.key for o in lake.list_objects(quarantine + "rows/") if o.key.endswith(".parquet")]
         if len(parts) != 1:
             raise dg.Failure(description=f"the Spark job wrote {len(parts)} quarantine files, expected one")
-        shutil.move(str(parts[0]), quarantine_uri)
-    context.log.info(f"spark {reported.get('spark_version')}: {result.rows_in:,} rows in, {result.rows_out:,} out, "
-                     f"{len(data_files)} file(s) committed to {retail.TABLE} as they are")
+        lake.copy(parts[0], QUARANTINE_ROWS)
+    except BaseException:
+        lake.delete_prefix(staged)  # nothing of a failed attempt is referenced by the table
+        raise
+    finally:
+        lake.delete_prefix(quarantine)
+    context.log.info(f"spark {reported.get('spark_version')} on {engine.platform}: {result.rows_in:,} rows in, "
+                     f"{result.rows_out:,} out, {len(data_files)} file(s) committed to {retail.TABLE} as they are")
     return result, {"spark_version": str(reported.get("spark_version")),
-                    "spark_seconds": float(reported.get("spark_seconds") or 0.0)}
+                    "spark_seconds": float(reported.get("spark_seconds") or 0.0),
+                    "spark_platform": engine.platform}
 
 
 GOLD_DESCRIPTIONS = {
