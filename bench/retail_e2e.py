@@ -9,7 +9,9 @@ warehouse and the cleaned zone is on disk.
   gold tables (``arg_max`` for the most frequent country and description) in a DuckDB file.
 
 Sizes: ``1x`` is the UCI file (541,909 rows); ``10x`` is the file repeated ten times with new invoice numbers
-(5,419,090 rows, no copy a duplicate of another), which is where the engine's time, not startup, dominates.
+(5,419,090 rows, no copy a duplicate of another), which is where the engine's time, not startup, dominates;
+``30x`` (16,257,270 rows) for the engine comparison (``python -m bench.run --engines``: ``product`` with
+``ECOMMERCE_ENGINE=duckdb`` and ``spark``).
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from pathlib import Path
 
 from bench.common import CACHE, ROOT, timed
 
-SCALES = {"1x": 1, "10x": 10}
+SCALES = {"1x": 1, "10x": 10, "30x": 30}
 
 
 def prepare(scale: str) -> Path:
@@ -72,8 +74,10 @@ def product(params: dict, work: Path) -> dict:
     cli = [str(Path(sys.executable).parent / "ecommerce-assets"), "run", "--quiet"]
     cli += ["--profile"] if params.get("profile") else []
 
+    env = {**_env(data_dir), "ECOMMERCE_ENGINE": params.get("engine", "duckdb")}
+
     def run() -> subprocess.CompletedProcess:
-        return subprocess.run(cli, cwd=str(ROOT), env=_env(data_dir), capture_output=True, text=True, check=False)
+        return subprocess.run(cli, cwd=str(ROOT), env=env, capture_output=True, text=True, check=False)
 
     seconds, done = timed(run)
     assert isinstance(done, subprocess.CompletedProcess)

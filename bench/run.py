@@ -1,4 +1,4 @@
-"""The benchmark suite: ``.venv/bin/python -m bench.run [--quick] [--only NAME ...] [--runs N]``.
+"""The benchmark suite: ``.venv/bin/python -m bench.run [--quick] [--only NAME ...] [--runs N] [--engines]``.
 
 Every measurement runs in a fresh Python process (``bench.worker``); its wall time is the timed work
 inside the process (after imports and input preparation) and its peak memory is that process's maximum
@@ -92,6 +92,18 @@ def cases(quick: bool) -> list[Case]:
     out.append(Case("6 overhead", "one_asset", "bench.overhead:one_asset", {}))
     if not quick:
         out.append(Case("6 overhead", "demo", "bench.overhead:demo", {}, runs=1))
+    return out
+
+
+def engine_cases() -> list[Case]:
+    """``--engines``: the Online Retail cleaning on each engine (``ECOMMERCE_ENGINE``), end to end through
+    ``ecommerce-assets run`` on a fresh data dir, at 1x, 10x and 30x the data set: where Spark starts to pay."""
+    out = []
+    for scale in ("1x", "10x", "30x"):
+        for engine in ("duckdb", "spark"):
+            out.append(Case(f"7 engines retail {scale}", engine, "bench.retail_e2e:product",
+                            {"scale": scale, "engine": engine}, runs=None if scale == "1x" else 1, timeout=3600,
+                            inputs=None if scale == "1x" else f"online_retail_{scale}.csv"))
     return out
 
 
@@ -289,10 +301,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--only", nargs="*", default=None,
                         help="run only the groups whose name contains one of these words (e.g. retail, 10m, sensor)")
     parser.add_argument("--runs", type=int, default=None, help="runs per figure (default 3, --quick 1)")
-    parser.add_argument("--output", default=str(RESULTS / "latest"), help="results path without extension")
+    parser.add_argument("--output", default=None,
+                        help="results path without extension (default bench/results/latest, with --engines engines)")
+    parser.add_argument("--engines", action="store_true",
+                        help="instead of the suite: the retail cleaning on DuckDB and on local Spark, 1x/10x/30x")
     args = parser.parse_args(argv)
+    args.output = args.output or str(RESULTS / ("engines" if args.engines else "latest"))
     runs = args.runs or (1 if args.quick else 3)
-    selected = [c for c in cases(args.quick) if not args.only or any(w.lower() in c.group.lower() for w in args.only)]
+    every = engine_cases() if args.engines else cases(args.quick)
+    selected = [c for c in every if not args.only or any(w.lower() in c.group.lower() for w in args.only)]
     if not SHARED_RETAIL.exists():
         print(f"skipping path 1: the Online Retail data set is missing ({SHARED_RETAIL})")
         selected = [c for c in selected if not c.group.startswith("1 ")]
@@ -332,9 +349,9 @@ def main(argv: list[str] | None = None) -> int:
         "started": started, "quick": args.quick, "runs": runs, "machine": platform.platform(),
         "cpus": os.cpu_count(), "python": sys.version.split()[0], "total_seconds": time.perf_counter() - t0,
         "load_average_at_end": os.getloadavg(),
-        "results": results, "targets": targets(results),
+        "results": results, "targets": [] if args.engines else targets(results),
     }
-    if not args.quick and not args.only:
+    if not args.quick and not args.only and not args.engines:
         total = doc["total_seconds"] / 60
         doc["targets"].append({"target": "full bench (min)", "value": round(total, 1), "bound": 15, "holds": total <= 15,
                                "unit": "min", "margin": f"{'holds' if total <= 15 else 'misses'} by "

@@ -87,6 +87,10 @@ class Settings(BaseSettings):
     spark_master: str = setting(
         "local[*]", "ECOMMERCE_SPARK_MASTER", "platform", "the Spark master of the local Spark jobs (`ECOMMERCE_ENGINE=spark`)"
     )
+    spark_driver_memory: str = setting(
+        "2g", "ECOMMERCE_SPARK_DRIVER_MEMORY", "platform",
+        "heap of the local Spark jobs' JVM (`spark.driver.memory`; local mode runs everything in the driver)",
+    )
     spark_platform: Literal["local", "glue", "emr-serverless"] = setting(
         "local", "ECOMMERCE_SPARK_PLATFORM", "platform",
         "where the Spark jobs run: `local` (PySpark here, a local lake), `glue` (an AWS Glue 5 job) or "

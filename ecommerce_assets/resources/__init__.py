@@ -57,7 +57,8 @@ def build_resources(settings: Settings | None = None, *, dbt: bool = True) -> di
         resources["dbt"] = build_dbt_resource(settings)
     resources["notifier"] = build_notifier(settings)
     resources["engine"] = TransformEngine(
-        kind=settings.engine, spark_master=settings.spark_master, platform=settings.spark_platform,
+        kind=settings.engine, spark_master=settings.spark_master, spark_driver_memory=settings.spark_driver_memory,
+        platform=settings.spark_platform,
         s3_bucket=settings.s3_bucket, s3_prefix=settings.s3_prefix, region_name=settings.aws_region,
         endpoint_url=settings.aws_endpoint_url, role_arn=settings.spark_role_arn,
         emr_application_id=settings.emr_application_id,

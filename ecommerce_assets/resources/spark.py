@@ -37,6 +37,7 @@ class TransformEngine(dg.ConfigurableResource):
 
     kind: str = "duckdb"
     spark_master: str = "local[*]"
+    spark_driver_memory: str = "2g"
     platform: str = "local"
     s3_bucket: str | None = None  # the lake's bucket (glue, emr-serverless): the script and the Pipes messages
     s3_prefix: str = ""
@@ -82,7 +83,7 @@ class TransformEngine(dg.ConfigurableResource):
         client = dg.PipesSubprocessClient(env={"PYSPARK_PYTHON": sys.executable,
                                                "PYSPARK_DRIVER_PYTHON": sys.executable})
         return client.run(context=context, command=[sys.executable, str(script)],
-                          extras={**extras, "master": self.spark_master})
+                          extras={**extras, "master": self.spark_master, "driver_memory": self.spark_driver_memory})
 
     # --- AWS: Glue, EMR Serverless --------------------------------------------------------------------------------
     def _key(self, *parts: str) -> str:

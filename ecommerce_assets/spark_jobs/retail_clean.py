@@ -15,7 +15,8 @@ written once: the DuckDB path runs the same SQL), so the two engines cannot drif
   ``invoice_month`` kept in the files, so the asset can commit them to the Iceberg table as they are
   (``add_files``: an identity partition's value is read from the file's statistics);
 * ``quarantine_dir``: the removed rows, one Parquet file;
-* ``master``: the Spark master for a local run (``local[*]``); absent where the platform provides the session.
+* ``master`` and ``driver_memory``: the Spark master and the driver's heap of a local run (``local[*]``, ``2g``);
+  absent where the platform provides the session.
 
 It reports through Pipes: the rows in, out and removed per rule as the materialization's metadata (with
 ``engine: spark``) and its log lines.
@@ -47,7 +48,9 @@ appender.console.layout.pattern = %d{HH:mm:ss} spark %p %c{1}: %m%n
 """
 
 
-def spark_session(master: str | None, app_name: str = "ecommerce-assets retail_clean") -> Any:
+def spark_session(
+    master: str | None, app_name: str = "ecommerce-assets retail_clean", driver_memory: str | None = None
+) -> Any:
     """The session: ``master`` (``local[*]``) for a local run, quiet (the console is for people, the run's story
     is in Dagster's event log): the JVM's own output goes to ``spark.log`` beside its log4j settings (errors
     only; ``spark_log`` says where); the platform's own session when ``master`` is None.
@@ -59,8 +62,9 @@ def spark_session(master: str | None, app_name: str = "ecommerce-assets retail_c
     if master:
         folder = Path(tempfile.mkdtemp(prefix="ecommerce-spark-"))
         (folder / "log4j2.properties").write_text(_QUIET_LOG4J)
+        memory = f"--driver-memory {driver_memory} " if driver_memory else ""
         os.environ["PYSPARK_SUBMIT_ARGS"] = (
-            f'--driver-java-options "-Dlog4j.configurationFile={(folder / "log4j2.properties").as_uri()}" '
+            f'{memory}--driver-java-options "-Dlog4j.configurationFile={(folder / "log4j2.properties").as_uri()}" '
             "pyspark-shell"
         )
         builder = (builder.master(master).config("spark.ui.enabled", "false")
@@ -182,7 +186,7 @@ def _open_pipes() -> Any:
 def main() -> None:
     with _open_pipes() as pipes:
         extras = dict(pipes.extras)
-        spark = spark_session(extras.get("master"))
+        spark = spark_session(extras.get("master"), driver_memory=extras.get("driver_memory"))
         try:
             result = clean(spark, extras, log=pipes.log)
         except Exception:
