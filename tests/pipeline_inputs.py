@@ -273,6 +273,20 @@ def duckdb_column(path: Path, table: str, column: str) -> list[Any]:
         con.close()
 
 
+def duckdb_rows(path: Path, table: str, *columns: str) -> list[tuple[Any, ...]]:
+    """The rows of ``table`` (``schema.table``) in the DuckDB file, as tuples of ``columns``, read in one query
+    (two column reads need not return the rows in the same order)."""
+
+    schema, name = table.split(".")
+    con = _connect(path)
+    try:
+        query = (f"SELECT {', '.join(quote_ident(c) for c in columns)} "  # noqa: S608 (quoted identifiers)
+                 f"FROM {quote_ident(schema)}.{quote_ident(name)}")
+        return [tuple(r) for r in con.execute(query).fetchall()]
+    finally:
+        con.close()
+
+
 def postgres_tables(dsn: str, names: Iterable[str]) -> dict[str, int]:
     """``{name: rows}`` for each of ``names`` (``table``: any schema, or ``schema.table``) in the PostgreSQL
     database (tables and views); a table that does not exist is left out."""

@@ -40,6 +40,7 @@ from tests.pipeline_inputs import (
     CliResult,
     cli_env,
     duckdb_column,
+    duckdb_rows,
     duckdb_tables,
     landing,
     read_transaction_files,
@@ -258,8 +259,7 @@ def test_transactions_alone_with_a_new_field_and_a_type_conflict(tmp_path: Path)
     assert sum(ln.rows.get("transactions/processed", 0) for ln in second.runs) == 2, second.show()
 
     wh = warehouse(env)
-    got = dict(zip(duckdb_column(wh, "lake.transactions", "transaction_id"),
-                   duckdb_column(wh, "lake.transactions", "channel"), strict=True))
+    got = dict(duckdb_rows(wh, "lake.transactions", "transaction_id", "channel"))
     assert got == {f"{day1}-0": None, f"{day1}-1": None, f"{day2}-0": "web", f"{day2}-1": "app"}
     quarantine = data_dir(env) / "lake" / "quarantine" / "transactions" / f"date={day2}" / "records.parquet"
     rows = duckdb.sql(f"SELECT row, field, rule FROM read_parquet('{quarantine}')").fetchall()  # noqa: S608
@@ -325,8 +325,7 @@ def test_stream_alone(tmp_path: Path) -> None:
     assert not result.of("skip"), result.show()  # only the stream was asked for
     wh = warehouse(env)
     assert duckdb_tables(wh, ["gold.firehose_transactions"]) == {"gold.firehose_transactions": len(accepted)}
-    got = sorted(zip(duckdb_column(wh, "gold.firehose_transactions", "invoiceno"),
-                     duckdb_column(wh, "gold.firehose_transactions", "stockcode"), strict=True))
+    got = sorted(duckdb_rows(wh, "gold.firehose_transactions", "invoiceno", "stockcode"))
     assert got == sorted((line[0], line[1]) for line in accepted)
 
 
