@@ -287,7 +287,8 @@ def markdown(doc: dict) -> str:
         notes = "; ".join(x for x in (notes, ", ".join(extra)) if x)
         lines.append(f"| {r['group']} | {r['impl']} | {_fmt_s(r['seconds'])} | {_fmt_mb(r['peak_rss_mb'])} | "
                      f"{r['ok_runs']}/{r['runs']} | {notes} |")
-    lines += ["", "| target | measured | bound | holds |", "| --- | --- | --- | --- |"]
+    if doc["targets"]:
+        lines += ["", "| target | measured | bound | holds |", "| --- | --- | --- | --- |"]
     for t in doc["targets"]:
         holds = "n/a" if t["holds"] is None else ("yes" if t["holds"] else "**no**")
         lines.append(f"| {t['target']} | {t['value'] if t['value'] is not None else '-'} | {t['bound']:g} | "
