@@ -17,7 +17,7 @@ dbt-parse: setup  ## build the dbt manifest the Dagster definitions load
 test: setup dbt-parse  ## the whole test suite (needs PostgreSQL's binaries: scripts/ensure-postgres.sh)
 	bash scripts/ensure-postgres.sh
 	# the unit and asset tests on two workers, then the slow ones (real daemons, full data set, timing ratios) serially
-	$(UV) run --frozen pytest -n 2 -m "not slow"
+	$(UV) run --frozen pytest -n 2 --dist loadgroup -m "not slow"
 	$(UV) run --frozen pytest -m slow
 
 ui: setup  ## the Dagster UI + daemon on this project (http://127.0.0.1:3000)

@@ -41,6 +41,9 @@ HEADERS = {"Content-Type": "application/json", "Authorization": f"Bearer {TOKEN}
 PROFILE = settings(derandomize=True, database=None, deadline=None, print_blob=False,
                    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large,
                                           HealthCheck.large_base_example])
+# the last test sums what the others did in this process: under `make test`'s two workers (`--dist loadgroup`)
+# the whole module runs on one worker, in order
+pytestmark = pytest.mark.xdist_group("ingest_api_hostile")
 TRIED: Counter[str] = Counter()  # inputs per strategy
 STATUSES: Counter[int] = Counter()
 CRASHES: list[str] = []
