@@ -64,7 +64,7 @@ def run_clean_spark(tmp_path: Path, *files: Path) -> tuple[retail.CleanResult, l
     for f in files:
         tf = open_csv(f, retail.SOURCE_COLUMNS)
         path, encoding = engine_file(tf).__enter__()  # a temporary copy only for Windows-1252, none here
-        sources.append((f.name, path, encoding, retail._column_names(tf)))
+        sources.append((f.name, path, encoding, retail.column_names(tf)))
     assert standardize_column  # the names above are the product's own standardization
     extras = retail.spark_job_extras(sources, str(tmp_path / "spark_cleaned"), str(tmp_path / "spark_quarantine"),
                                      None)

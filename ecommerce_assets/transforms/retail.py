@@ -112,7 +112,7 @@ def load_source(
     import duckdb
 
     with ExitStack() as stack:
-        sources = [_Source(label, *stack.enter_context(engine_file(tf)), _column_names(tf))
+        sources = [_Source(label, *stack.enter_context(engine_file(tf)), column_names(tf))
                    for tf, label in zip(files, file_labels, strict=True)]
         try:
             return _rule(con, sources)
@@ -131,7 +131,7 @@ def load_source(
         return _rule(con, good)
 
 
-def _column_names(tf: TextFile) -> list[str]:
+def column_names(tf: TextFile) -> list[str]:
     """The file's standardized header; a blank name gets ``column<i>``, a repeated one ``<name>_<i>``."""
     names = [standardize_column(h) or f"column{i}" for i, h in enumerate(tf.header)]
     return [n if names.index(n) == i else f"{n}_{i}" for i, n in enumerate(names)]

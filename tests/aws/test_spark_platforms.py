@@ -115,7 +115,7 @@ def _launch(engine: TransformEngine, tmp_path: Path, monkeypatch: pytest.MonkeyP
     real_client = TransformEngine._client
     monkeypatch.setattr(TransformEngine, "_client",
                         lambda self, name: platform if name == service else real_client(self, name))
-    names = retail._column_names(open_csv(csv, retail.SOURCE_COLUMNS))
+    names = retail.column_names(open_csv(csv, retail.SOURCE_COLUMNS))
     extras = retail.spark_job_extras([("a.csv", str(csv), "utf-8", names)], str(tmp_path / "cleaned"),
                                      str(tmp_path / "quarantine"), None)
     reported: dict[str, Any] = {}

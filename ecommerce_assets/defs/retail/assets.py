@@ -212,6 +212,7 @@ def _clean_with_spark(
     quarantine = f"{zones.quarantine('online_retail')}spark-staging/{context.run.run_id}/"  # published whole below
     lake.delete_prefix(staged)  # a retry of this run starts afresh
     lake.delete_prefix(quarantine)
+    committed = False
     try:
         with ExitStack() as stack:
             sources = []
@@ -221,24 +222,30 @@ def _clean_with_spark(
                     if path != tf.path:  # a transcoded copy: where the job can read it
                         copy_key = f"{quarantine}sources/{i}-{path.name}"
                         lake.write_bytes(copy_key, path.read_bytes())
-                        sources.append((label, lake.uri(copy_key), encoding, retail._column_names(tf)))
+                        sources.append((label, lake.uri(copy_key), encoding, retail.column_names(tf)))
                         continue
-                    sources.append((label, lake.uri(label), encoding, retail._column_names(tf)))
+                    sources.append((label, lake.uri(label), encoding, retail.column_names(tf)))
                 else:
-                    sources.append((label, str(path), encoding, retail._column_names(tf)))
+                    sources.append((label, str(path), encoding, retail.column_names(tf)))
             extras = retail.spark_job_extras(sources, lake.uri(staged), lake.uri(quarantine + "rows/"), None)
             reported = engine.run_spark_job(context, "retail_clean", extras)
+        parts = [o.key for o in lake.list_objects(quarantine + "rows/") if o.key.endswith(".parquet")]
+        if len(parts) != 1:
+            raise dg.Failure(description=f"the Spark job wrote {len(parts)} quarantine files, expected one")
         data_files = sorted(lake.uri(o.key) for o in lake.list_objects(staged) if o.key.endswith(".parquet"))
         result = retail.CleanResult(rows_in=int(reported["rows_in"]), rows_out=int(reported["rows_out"]),
                                     removed={k: int(v) for k, v in dict(reported["removed"]).items()},
                                     months=list(reported["months"]))
         result.commit = retail.commit_cleaned_files(con, iceberg, data_files, result.months, properties)
-        parts = [o.key for o in lake.list_objects(quarantine + "rows/") if o.key.endswith(".parquet")]
-        if len(parts) != 1:
-            raise dg.Failure(description=f"the Spark job wrote {len(parts)} quarantine files, expected one")
+        committed = True
         lake.copy(parts[0], QUARANTINE_ROWS)
-    except BaseException:
-        lake.delete_prefix(staged)  # nothing of a failed attempt is referenced by the table
+    except BaseException as exc:
+        from pyiceberg.exceptions import CommitStateUnknownException
+
+        # nothing of a failed attempt is referenced by the table: its files go (unless the catalog may hold the
+        # commit, or it was made); the weekly orphan sweep takes what a crash leaves
+        if not committed and not isinstance(exc, CommitStateUnknownException):
+            lake.delete_prefix(staged)
         raise
     finally:
         lake.delete_prefix(quarantine)
