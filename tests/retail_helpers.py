@@ -48,7 +48,7 @@ _SPARK: list = []  # one local Spark session per test process (its JVM starts on
 def spark_session():  # noqa: ANN201 (pyspark's SparkSession)
     """The local Spark session the Spark engine's job would make (``local[2]``), started once per process."""
     if not _SPARK:
-        from ecommerce_assets.spark_jobs.retail_clean import spark_session as make
+        from ecommerce_assets.spark_jobs.spark_common import spark_session as make
 
         _SPARK.append(make("local[2]", app_name="ecommerce-assets tests"))
     return _SPARK[0]

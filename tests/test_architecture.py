@@ -38,6 +38,8 @@ NO_DAGSTER = [PACKAGE / "storage", PACKAGE / "transforms", PACKAGE / "services",
 # the Spark jobs run where only Spark is (a Glue or EMR job): the standard library, PySpark, the Pipes protocol and
 # boto3 (which Glue and EMR provide)
 SPARK_JOB_LIBS = {"pyspark", "dagster_pipes", "boto3"}
+# the modules of the Spark jobs' folder, shipped together (a job imports the shared one beside it)
+SPARK_JOB_MODULES = {p.stem for p in (PACKAGE / "spark_jobs").glob("*.py")}
 DAGSTER_FREE_LIBS = {"dagster_pipes"}  # the Pipes protocol library: no dependency on dagster itself
 SNAPSHOT = ROOT / "tests" / "snapshots" / "asset_graph.json"
 # declared libraries no module imports by name, and what uses them
@@ -123,7 +125,7 @@ def test_storage_transforms_services_and_lambdas_import_no_dagster(path: Path) -
 def test_spark_jobs_import_only_the_standard_library_pyspark_and_pipes(path: Path) -> None:
     stdlib = set(sys.stdlib_module_names) | {"__future__"}
     bad = [f"line {line}: {name}" for name, line in imports_of(path)
-           if name.split(".")[0] not in stdlib | SPARK_JOB_LIBS]
+           if name.split(".")[0] not in stdlib | SPARK_JOB_LIBS | SPARK_JOB_MODULES]
     assert bad == [], "a Spark job runs alone on Spark: " + ", ".join(bad)
 
 
@@ -172,7 +174,7 @@ def _imported_distributions(*places: Path) -> dict[str, set[str]]:
     for path in py_files(*places):
         for name, _line in imports_of(path):
             top = name.split(".")[0]
-            if top in stdlib or top in ("ecommerce_assets", "lambdas", "tests", "bench", "__future__"):
+            if top in stdlib or top in ("ecommerce_assets", "lambdas", "tests", "bench", "__future__", *SPARK_JOB_MODULES):
                 continue
             for dist in by_module.get(top, [f"<unknown module {top}>"]):
                 found.setdefault(dist.lower().replace("_", "-"), set()).add(str(path.relative_to(ROOT)))

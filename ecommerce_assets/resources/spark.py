@@ -25,6 +25,7 @@ from typing import Any
 import dagster as dg
 
 JOBS_DIR = Path(__file__).resolve().parents[1] / "spark_jobs"
+SHARED_MODULE = JOBS_DIR / "spark_common.py"  # imported by every job: shipped beside its script
 GLUE_VERSION = "5.0"
 # what a Glue or EMR job installs beside the script: the Pipes protocol (no Dagster)
 PIPES_MODULE = "dagster-pipes==1.13.27"
@@ -57,10 +58,12 @@ class TransformEngine(dg.ConfigurableResource):
         return self.platform != "local"
 
     def run_spark_job(
-        self, context: dg.AssetExecutionContext, job: str, extras: dict[str, Any]
+        self, context: dg.AssetExecutionContext, job: str, extras: dict[str, Any],
+        checks: list[dg.AssetCheckResult] | None = None,
     ) -> dict[str, Any]:
         """Run the Spark job ``job`` (``spark_jobs/<job>.py``) with ``extras`` on the platform; return the metadata it
-        reported (plain values). Its log lines are the step's; a failed job fails the step with its reason."""
+        reported (plain values), and append the asset check results it reported to ``checks``. Its log lines are
+        the step's; a failed job fails the step with its reason."""
         script = JOBS_DIR / f"{job}.py"
         if not script.is_file():
             raise dg.Failure(description=f"no Spark job {job!r} ({script})")
@@ -70,8 +73,22 @@ class TransformEngine(dg.ConfigurableResource):
             invocation = self._run_on_aws(context, script, job, extras)
         else:
             raise dg.Failure(description=f"ECOMMERCE_SPARK_PLATFORM={self.platform!r}: one of {', '.join(PLATFORMS)}")
+        if checks is not None:
+            checks.extend(r for r in invocation.get_results() if isinstance(r, dg.AssetCheckResult))
         reported = invocation.get_materialize_result().metadata or {}
         return {key: getattr(value, "value", value) for key, value in reported.items()}
+
+    def check_lake(self, location: str) -> None:
+        """Refuse a lake the platform cannot reach: local Spark writes a local lake only, Glue and EMR the S3 lake
+        (``location``: where the job's table lives)."""
+        on_s3 = not location.startswith("file:")
+        if on_s3 != self.remote:
+            raise dg.Failure(description=(
+                "ECOMMERCE_ENGINE=spark: local Spark (ECOMMERCE_SPARK_PLATFORM=local) writes to a local lake only; "
+                "with the S3 lake set ECOMMERCE_SPARK_PLATFORM=glue or emr-serverless, or ECOMMERCE_ENGINE=duckdb"
+                if on_s3 else
+                f"ECOMMERCE_SPARK_PLATFORM={self.platform} runs on AWS and needs the S3 lake (ECOMMERCE_ENV=aws)"
+            ))
 
     # --- local ----------------------------------------------------------------------------------------------------
     def _run_local(
@@ -95,7 +112,8 @@ class TransformEngine(dg.ConfigurableResource):
         return boto3.client(service, region_name=self.region_name, endpoint_url=self.endpoint_url)
 
     def upload_script(self, script: Path) -> str:
-        """Upload the job's script to the lake's ``code/spark_jobs/``; its ``s3://`` URI."""
+        """Upload a job's script (or the module the jobs share) to the lake's ``code/spark_jobs/``; its ``s3://``
+        URI."""
         if not self.s3_bucket:
             raise dg.Failure(description="ECOMMERCE_SPARK_PLATFORM on AWS needs the lake's bucket (ECOMMERCE_S3_BUCKET)")
         key = self._key("code", "spark_jobs", script.name)
@@ -108,9 +126,10 @@ class TransformEngine(dg.ConfigurableResource):
         lake = "-".join(p for p in (self.s3_bucket or "", self.s3_prefix.strip("/")) if p)
         return re.sub(r"[^A-Za-z0-9_-]+", "-", f"ecommerce-assets-{lake}-{job.replace('_', '-')}")[:255]
 
-    def ensure_glue_job(self, name: str, script_uri: str) -> None:
-        """The Glue job ``name`` running ``script_uri`` (Glue 5, Python 3, the Pipes module installed beside it):
-        created when missing, its script and role updated when they differ."""
+    def ensure_glue_job(self, name: str, script_uri: str, shared_uri: str = "") -> None:
+        """The Glue job ``name`` running ``script_uri`` (Glue 5, Python 3, the Pipes module installed beside it, the
+        jobs' shared module ``shared_uri`` on its path): created when missing, its script and role updated when they
+        differ."""
         if not self.role_arn:
             raise dg.Failure(description="ECOMMERCE_SPARK_PLATFORM=glue needs ECOMMERCE_SPARK_ROLE_ARN (the job's role)")
         glue = self._client("glue")
@@ -118,7 +137,8 @@ class TransformEngine(dg.ConfigurableResource):
             "Role": self.role_arn,
             "Command": {"Name": "glueetl", "ScriptLocation": script_uri, "PythonVersion": "3"},
             "GlueVersion": GLUE_VERSION,
-            "DefaultArguments": {"--additional-python-modules": PIPES_MODULE, "--enable-metrics": "true"},
+            "DefaultArguments": {"--additional-python-modules": PIPES_MODULE, "--enable-metrics": "true",
+                                  **({"--extra-py-files": shared_uri} if shared_uri else {})},
         }
         try:
             current = glue.get_job(JobName=name)["Job"]
@@ -126,7 +146,9 @@ class TransformEngine(dg.ConfigurableResource):
             glue.create_job(Name=name, Description="ecommerce-assets Spark job (launched through Dagster Pipes)",
                             **definition)
             return
-        if (current.get("Command", {}).get("ScriptLocation"), current.get("Role")) != (script_uri, self.role_arn):
+        now = (current.get("Command", {}).get("ScriptLocation"), current.get("Role"),
+               current.get("DefaultArguments", {}).get("--extra-py-files", ""))
+        if now != (script_uri, self.role_arn, shared_uri):
             glue.update_job(JobName=name, JobUpdate=definition)
 
     def _pipes_io(self) -> tuple[Any, Any]:
@@ -151,13 +173,13 @@ class TransformEngine(dg.ConfigurableResource):
     def _run_on_aws(
         self, context: dg.AssetExecutionContext, script: Path, job: str, extras: dict[str, Any]
     ) -> dg.PipesClientCompletedInvocation:
-        script_uri = self.upload_script(script)
+        script_uri, shared_uri = self.upload_script(script), self.upload_script(SHARED_MODULE)
         injector, reader = self._pipes_io()
         if self.platform == "glue":
             from dagster_aws.pipes import PipesGlueClient
 
             name = self.glue_job_name(job)
-            self.ensure_glue_job(name, script_uri)
+            self.ensure_glue_job(name, script_uri, shared_uri)
             return PipesGlueClient(client=self._client("glue"), context_injector=injector, message_reader=reader).run(
                 context=context, start_job_run_params={"JobName": name}, extras=extras
             )
@@ -174,7 +196,7 @@ class TransformEngine(dg.ConfigurableResource):
             "applicationId": self.emr_application_id,
             "executionRoleArn": self.role_arn,
             "name": f"ecommerce-assets {job} {context.run.run_id[:8]}",
-            "jobDriver": {"sparkSubmit": {"entryPoint": script_uri}},
+            "jobDriver": {"sparkSubmit": {"entryPoint": script_uri, "sparkSubmitParameters": f"--py-files {shared_uri}"}},
         })
 
 

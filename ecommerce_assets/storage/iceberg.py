@@ -862,21 +862,22 @@ def replace_all_rows(
     return tables._commit(name, apply)
 
 
-def replace_all_rows_with_files(
+def replace_rows_with_files(
     tables: IcebergTables,
     name: str,
     schema: pa.Schema,
     files: Sequence[str],
     partition_by: Sequence[str] = (),
+    partitions: Sequence[Mapping[str, Any]] | None = None,
     properties: Mapping[str, str] | None = None,
 ) -> IcebergCommit:
-    """Replace every row of the table ``name`` with the rows of the Parquet ``files``, in ONE commit, without
-    rewriting them.
+    """Replace the rows of the ``partitions`` (None: every row) of the table ``name`` with the rows of the Parquet
+    ``files``, in ONE commit, without rewriting them.
 
     For rows another engine wrote (the Spark jobs of ``ECOMMERCE_ENGINE=spark``): the files, below the table's
     location, are added as they are (pyiceberg ``add_files``: columns matched by name, an identity partition's value
     read from the file's statistics, so each file holds one partition's rows and keeps the partition column). The
-    commit is a delete snapshot (every old data file) and an append snapshot, as ``replace_all_rows``'s; the
+    commit is a delete snapshot (the partitions' old rows) and an append snapshot, as ``replace_all_rows``'s; the
     table is created with ``schema`` (the DuckDB path's, so both engines make the same table) when it does not
     exist; a column ``schema`` has and the table lacks is added (nullable) in the same commit. A file whose columns
     differ from the table's raises and commits nothing.
@@ -896,10 +897,11 @@ def replace_all_rows_with_files(
                     update.union_by_name(_new_fields_nullable(target, new_columns))
             with warnings.catch_warnings():
                 warnings.filterwarnings("ignore", message=_NO_MATCH_WARNING)
-                tx.delete(AlwaysTrue(), snapshot_properties=summary)
+                tx.delete(AlwaysTrue() if partitions is None else _partition_filter(partitions),
+                          snapshot_properties=summary)
             if files:
                 tx.add_files(list(files), snapshot_properties=summary)
-        return ()
+        return new_columns
 
     return tables._commit(name, apply)
 

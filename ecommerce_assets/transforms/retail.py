@@ -486,9 +486,9 @@ def commit_cleaned_files(
 ) -> IcebergCommit:
     """Replace every row of the Iceberg table with the rows of the Parquet ``files`` another engine wrote (one
     invoice month a file, below the table's location), in one commit, without rewriting them."""
-    from ecommerce_assets.storage.iceberg import replace_all_rows_with_files
+    from ecommerce_assets.storage.iceberg import replace_rows_with_files
 
-    return replace_all_rows_with_files(
+    return replace_rows_with_files(
         tables, TABLE, cleaned_schema(con), files, PARTITION_BY,
         properties={"ecommerce.months": ",".join(months), **properties},
     )

@@ -153,21 +153,25 @@ class ExtraField:
     column: str  # the column: the key in lower case (Glue and Athena fold names to lower case)
     kind: str  # a key of EXTRA_KINDS
 
-    def cast(self, val: str) -> str:
-        """The typed value of ``val`` (a JSON value) as the column's type."""
+    def cast(self, val: str, dialect: str = "duckdb") -> str:
+        """The typed value of ``val`` (a JSON value; in ``spark``, a VARIANT) as the column's type."""
         if self.kind == "string":
+            if dialect == "spark":
+                return f"CASE WHEN {_spark_type(val)} = 'VARCHAR' THEN variant_get({val}, '$', 'string') ELSE to_json({val}) END"
             return f"CASE WHEN json_type({val}) = 'VARCHAR' THEN json_extract_string({val}, '$') ELSE CAST({val} AS VARCHAR) END"
         return f"try_cast({val} AS {EXTRA_KINDS[self.kind][1]})"
 
-    def clean(self, val: str) -> str:
+    def clean(self, val: str, dialect: str = "duckdb") -> str:
         """The condition that a value ``val`` of the field's kind holds no control character (a string's text, or
         an object's JSON text, which may carry a bidirectional override unescaped); other kinds: always."""
-        return f"NOT regexp_matches({self.cast(val)}, '{CONTROL_CHARACTERS}')" if self.kind == "string" else "true"
+        if self.kind != "string":
+            return "true"
+        return f"NOT {_matches(self.cast(val, dialect), CONTROL_CHARACTERS, dialect)}"
 
-    def ok(self, val: str, typ: str) -> str:
+    def ok(self, val: str, typ: str, dialect: str = "duckdb") -> str:
         """The condition that a present, non-null value ``val`` (of JSON type ``typ``) has the field's kind."""
         types = ", ".join(f"'{t}'" for t in EXTRA_KINDS[self.kind][0])
-        exact = f" AND {self.cast(val)} IS NOT NULL" if self.kind == "integer" else ""
+        exact = f" AND {self.cast(val, dialect)} IS NOT NULL" if self.kind == "integer" else ""
         return f"{typ} IN ({types}){exact}"
 
 
@@ -190,6 +194,12 @@ def rule_reason(rule: str, extras: Extras = ()) -> str:
         if rule == f"control_character_{f.key}" and f.kind == "string":
             return f"{f.key} holds a control or bidirectional-override character"
     raise KeyError(rule)
+
+
+def _matches(text: str, pattern: str, dialect: str) -> str:
+    """Whether ``text`` holds a match of the regular expression ``pattern`` (RE2 in DuckDB, Java's in Spark: the
+    patterns here mean the same in both; Spark reads the literal raw, ``spark.sql.parser.escapedStringLiterals``)."""
+    return f"{'regexp' if dialect == 'spark' else 'regexp_matches'}({text}, '{pattern}')"
 
 
 def _v(i: int) -> str:
@@ -218,7 +228,7 @@ def _json_cast(val: Callable[[int], str], text: Callable[[int], str]) -> Callabl
 def _rule_sql(
     val: Callable[[int], str] = _v, typ: Callable[[int], str] = _json_type, text: Callable[[int], str] = _json_text,
     cast: Callable[[int], str] | None = None, *, check_object: bool = True, utc: str | None = None,
-    extras: Extras = (), unsupported: bool = False,
+    extras: Extras = (), unsupported: bool = False, dialect: str = "duckdb",
 ) -> str:
     """The CASE expression naming the first rule a parsed record breaks (NULL when it is good).
 
@@ -228,14 +238,18 @@ def _rule_sql(
     has already refused any record that is not an object. ``utc``: a column already holding
     ``_utc_sql(cast, text)``, instead of the expression. ``extras``: field ``len(FIELDS) + k`` is extra field
     ``k``, whose present values must have its kind. ``unsupported``: a record (a ``json`` column) holding a key
-    of the variable ``_UNSUPPORTED_VARIABLE`` breaks ``unsupported_field_<key>``.
+    of the variable ``_UNSUPPORTED_VARIABLE`` breaks ``unsupported_field_<key>``. ``dialect``: ``duckdb``, or
+    ``spark`` for the Spark job (``spark_job_extras``), whose record is ``json`` (its text) and whose unsupported keys
+    are the parameter ``:unsupported``.
     """
     cast = cast or _json_cast(val, text)
     whens = ["WHEN jt <> 'OBJECT' THEN 'not_an_object'"] if check_object else []
     for i, f in enumerate(FIELDS):
+        # blank: nothing but spaces (DuckDB's trim strips the Unicode space separators, Zs)
+        blank = _matches(text(i), r"^\p{Zs}*$", dialect) if dialect == "spark" else f"trim({text(i)}) = ''"
         whens.append(
             f"WHEN {val(i)} IS NULL OR {typ(i)} = 'NULL' "
-            f"OR ({typ(i)} = 'VARCHAR' AND trim({text(i)}) = '') "
+            f"OR ({typ(i)} = 'VARCHAR' AND {blank}) "
             f"THEN 'missing_{f}'"
         )
     for i, f in enumerate(FIELDS):
@@ -251,29 +265,32 @@ def _rule_sql(
         whens.append(f"WHEN NOT ({ok}) THEN 'wrong_type_{f}'")
     whens.append(f"WHEN {cast(FIELDS.index('quantity'))} <= 0 THEN 'non_positive_quantity'")
     whens.append(f"WHEN {cast(FIELDS.index('price'))} <= 0 THEN 'non_positive_price'")
-    utc = utc or _utc_sql(cast, text)
+    utc = utc or _utc_sql(cast, text, dialect)
     whens.append(f"WHEN {utc} < TIMESTAMP '{EARLIEST}' OR {utc} >= TIMESTAMP '{END}' THEN 'out_of_range_timestamp'")
     for i, f in enumerate(FIELDS):
         if f in STRING_FIELDS:
-            whens.append(f"WHEN regexp_matches({text(i)}, '{CONTROL_CHARACTERS}') THEN 'control_character_{f}'")
+            whens.append(f"WHEN {_matches(text(i), CONTROL_CHARACTERS, dialect)} THEN 'control_character_{f}'")
     for k, extra in enumerate(extras):
         i = len(FIELDS) + k
         whens.append(
-            f"WHEN {val(i)} IS NOT NULL AND {typ(i)} <> 'NULL' AND NOT ({extra.ok(val(i), typ(i))}) "
+            f"WHEN {val(i)} IS NOT NULL AND {typ(i)} <> 'NULL' AND NOT ({extra.ok(val(i), typ(i), dialect)}) "
             f"THEN 'wrong_type_{extra.key}'"
         )
         if extra.kind == "string":
             whens.append(
-                f"WHEN {val(i)} IS NOT NULL AND {typ(i)} <> 'NULL' AND NOT ({extra.clean(val(i))}) "
+                f"WHEN {val(i)} IS NOT NULL AND {typ(i)} <> 'NULL' AND NOT ({extra.clean(val(i), dialect)}) "
                 f"THEN 'control_character_{extra.key}'"
             )
-    if unsupported:
+    if unsupported and dialect == "spark":
+        held = "array_intersect(json_object_keys(json), :unsupported)"
+        whens.append(f"WHEN size({held}) > 0 THEN '{UNSUPPORTED_FIELD}' || element_at(array_sort({held}), 1)")
+    elif unsupported:
         held = f"list_intersect(json_keys(json), getvariable('{_UNSUPPORTED_VARIABLE}'))"
         whens.append(f"WHEN len({held}) > 0 THEN '{UNSUPPORTED_FIELD}' || list_sort({held})[1]")
     return "CASE " + " ".join(whens) + " END"
 
 
-def _utc_sql(cast: Callable[[int], str], text: Callable[[int], str]) -> str:
+def _utc_sql(cast: Callable[[int], str], text: Callable[[int], str], dialect: str = "duckdb") -> str:
     """The timestamp in UTC: its local value minus the offset it names (none: UTC, the value as it is)."""
     ts, local = text(FIELDS.index("timestamp")), cast(FIELDS.index("timestamp"))
     offset = (
@@ -281,9 +298,11 @@ def _utc_sql(cast: Callable[[int], str], text: Callable[[int], str]) -> str:
         f"(CAST(regexp_extract({ts}, '{_OFFSET}', 4) AS INTEGER) * 60 "
         f"+ CAST(regexp_extract({ts}, '{_OFFSET}', 5) AS INTEGER))"
     )
+    minutes = (f"make_dt_interval(0, 0, CAST({offset} AS INT), 0)" if dialect == "spark"
+               else f"to_minutes(CAST({offset} AS BIGINT))")
     return (
-        f"(CASE WHEN length({ts}) > 19 AND regexp_matches({ts}, '{_OFFSET}') "
-        f"THEN {local} - to_minutes(CAST({offset} AS BIGINT)) ELSE {local} END)"
+        f"(CASE WHEN length({ts}) > 19 AND {_matches(ts, _OFFSET, dialect)} "
+        f"THEN {local} - {minutes} ELSE {local} END)"
     )
 
 
@@ -841,42 +860,18 @@ def transform_partition(
     day's commit changes) and the quarantine ``records-<part>.parquet``; the next partition run of the sensor path
     commits the whole day and removes them.
     """
-    import pyarrow as pa
-
     result = PartitionResult(date=date, files_in=len(objects))
     out_prefix = partition_prefix(PROCESSED if part is None else LAMBDA_PARTS, date)
     q_prefix = partition_prefix(QUARANTINE, date)
-    by_uri = {lake.uri(o.key): o.key for o in objects}
-    uris = []
-    for o in objects:
-        if o.size == 0:
-            result.bad_files.append({"file": o.key, "rule": "empty_file", "problem": rule_reason("empty_file")})
-        else:
-            uris.append(lake.uri(o.key))
-
     con = lake.engine()
     tmp: Path | None = None
-    copies_dir: Path | None = None
+    plan: _Plan | None = None
     try:
-        con.register("files_map", pa.table({"filename": list(by_uri), "file": list(by_uri.values())}))
         staging = f"{INTERMEDIATE}{uuid.uuid4().hex}/"
-        # the keys the records hold: a field beyond FIELDS becomes a column (schema evolution), and files
-        # that are not JSON are found here
-        keys, unparseable = _scan_keys(con, uris) if uris else (set(), {})
-        if unparseable:  # a file of JSON lines separated by a lone CR: read through a copy with LFs
-            copies_dir = Path(tempfile.mkdtemp(prefix="transactions-lf-"))
-            copies = _line_feed_copies(lake, con, [u for u in unparseable if by_uri.get(u)], by_uri, copies_dir)
-            if copies:
-                for old, new in copies.items():
-                    by_uri[new] = by_uri.pop(old)
-                    del unparseable[old]
-                uris = [copies.get(u, u) for u in uris]
-                con.register("files_map", pa.table({"filename": list(by_uri), "file": list(by_uri.values())}))
-                more_keys, still = _scan_keys(con, list(copies.values()))
-                keys, unparseable = keys | more_keys, unparseable | still
+        plan = _plan_partition(lake, con, objects, tables, result)
+        by_uri, uris, unparseable, extras, unsupported = (
+            plan.by_uri, plan.uris, plan.unparseable, plan.extras, plan.unsupported)
         readable = [u for u in uris if u not in unparseable]
-        extras, unsupported = _extra_fields(con, readable, keys, table_kinds(tables)) if readable else ((), [])
-        result.extras, result.extra_fields = extras, {x.column: x.kind for x in extras}
         if unsupported:
             con.execute(f"SET VARIABLE {_UNSUPPORTED_VARIABLE} = ?", [unsupported])
         # the fast path: one statement reads every file and writes the output + the bad records' counts (a key that
@@ -890,9 +885,7 @@ def transform_partition(
         checked = str(tmp / "checked.parquet") if tmp else ""
         if fast is None and readable:
             unparseable |= _parse_all(con, readable, checked, extras, bool(unsupported))
-        for uri, problem in sorted(unparseable.items()):
-            rule = "unreadable_file" if problem.startswith("IO Error") else "not_json"
-            result.bad_files.append({"file": by_uri[uri], "rule": rule, "problem": problem})
+        _name_bad_files(result, plan)
         good_uris = [u for u in uris if u not in unparseable]
 
         if fast is not None:
@@ -938,34 +931,101 @@ def transform_partition(
                 raise RuntimeError(f"{filename}: {per_file_bad[filename]} bad records, re-read found {len(rows)}")
             records.extend(rows)
         if records:
-            key = q_prefix + ("records.parquet" if part is None else f"records-{part}.parquet")
             con.execute(
                 "CREATE OR REPLACE TEMP TABLE q (file VARCHAR, row BIGINT, field VARCHAR, rule VARCHAR, "
                 "reason VARCHAR, record VARCHAR)"
             )
             con.executemany("INSERT INTO q VALUES (?, ?, ?, ?, ?, ?)", records)
-            with lake.writing(key) as uri:
-                con.execute("COPY q TO ? (FORMAT parquet)", [uri])
-            result.quarantine_keys.append(key)
-        for bad in result.bad_files:
-            name = bad["file"].rsplit("/", 1)[-1]
-            dst = f"{q_prefix}files/{name}"
-            try:
-                lake.copy(bad["file"], dst)
-                copied = True
-            except OSError:  # an unreadable file cannot be copied: its reason is written all the same
-                copied = False
-            reason = {**bad, "reason": rule_reason(bad["rule"]), "copied": copied}
-            lake.write_bytes(dst + ".reason.json", json.dumps(reason, indent=2).encode())
-            result.quarantine_keys.append(dst)
+            _write_quarantine(lake, con, q_prefix + ("records.parquet" if part is None else f"records-{part}.parquet"),
+                              result)
+        _quarantine_files(lake, q_prefix, result)
     finally:
         con.close()
-        for folder in (tmp, copies_dir):
+        for folder in (tmp, plan.copies_dir if plan else None):
             if folder:
                 shutil.rmtree(folder, ignore_errors=True)
     if not result.reconciles:
         raise RuntimeError(f"transactions {date}: counts do not reconcile: {result.as_metadata()}")
     return result
+
+
+@dataclass
+class _Plan:
+    """What the read of a partition needs to know first: the files (``by_uri``: uri -> lake key; a file of JSON lines
+    separated by a lone CR is read through a copy in ``copies_dir``), those that are not JSON, the extra fields and the
+    keys that cannot become columns."""
+
+    by_uri: dict[str, str]
+    uris: list[str]
+    unparseable: dict[str, str]
+    extras: Extras
+    unsupported: list[str]
+    copies_dir: Path | None
+
+
+def _plan_partition(
+    lake: Lake, con: duckdb.DuckDBPyConnection, objects: Sequence[LakeObject], tables: IcebergTables | None,
+    result: PartitionResult,
+) -> _Plan:
+    """One pass over the partition's JSON lists the keys its records hold (a field beyond FIELDS becomes a column:
+    schema evolution) and finds the files that are not JSON; an empty file is a bad file of ``result`` at once.
+    Registers ``files_map`` (uri, lake key) in ``con``."""
+    import pyarrow as pa
+
+    by_uri = {lake.uri(o.key): o.key for o in objects}
+    uris = []
+    for o in objects:
+        if o.size == 0:
+            result.bad_files.append({"file": o.key, "rule": "empty_file", "problem": rule_reason("empty_file")})
+        else:
+            uris.append(lake.uri(o.key))
+    con.register("files_map", pa.table({"filename": list(by_uri), "file": list(by_uri.values())}))
+    keys, unparseable = _scan_keys(con, uris) if uris else (set(), {})
+    copies_dir = None
+    if unparseable:  # a file of JSON lines separated by a lone CR: read through a copy with LFs
+        copies_dir = Path(tempfile.mkdtemp(prefix="transactions-lf-"))
+        copies = _line_feed_copies(lake, con, [u for u in unparseable if by_uri.get(u)], by_uri, copies_dir)
+        if copies:
+            for old, new in copies.items():
+                by_uri[new] = by_uri.pop(old)
+                del unparseable[old]
+            uris = [copies.get(u, u) for u in uris]
+            con.register("files_map", pa.table({"filename": list(by_uri), "file": list(by_uri.values())}))
+            more_keys, still = _scan_keys(con, list(copies.values()))
+            keys, unparseable = keys | more_keys, unparseable | still
+    readable = [u for u in uris if u not in unparseable]
+    extras, unsupported = _extra_fields(con, readable, keys, table_kinds(tables)) if readable else ((), [])
+    result.extras, result.extra_fields = extras, {x.column: x.kind for x in extras}
+    return _Plan(by_uri, uris, unparseable, extras, unsupported, copies_dir)
+
+
+def _name_bad_files(result: PartitionResult, plan: _Plan) -> None:
+    """The files that are not JSON (or cannot be read) become bad files of ``result``, with the parser's message."""
+    for uri, problem in sorted(plan.unparseable.items()):
+        rule = "unreadable_file" if problem.startswith("IO Error") else "not_json"
+        result.bad_files.append({"file": plan.by_uri[uri], "rule": rule, "problem": problem})
+
+
+def _write_quarantine(lake: Lake, con: duckdb.DuckDBPyConnection, key: str, result: PartitionResult) -> None:
+    """Write the quarantined records (the temp table ``q``: file, row, field, rule, reason, record) to ``key``."""
+    with lake.writing(key) as uri:
+        con.execute("COPY (SELECT * FROM q ORDER BY file, row) TO ? (FORMAT parquet)", [uri])
+    result.quarantine_keys.append(key)
+
+
+def _quarantine_files(lake: Lake, q_prefix: str, result: PartitionResult) -> None:
+    """Copy each bad file of ``result`` whole to the quarantine, with its reason beside it."""
+    for bad in result.bad_files:
+        name = bad["file"].rsplit("/", 1)[-1]
+        dst = f"{q_prefix}files/{name}"
+        try:
+            lake.copy(bad["file"], dst)
+            copied = True
+        except OSError:  # an unreadable file cannot be copied: its reason is written all the same
+            copied = False
+        reason = {**bad, "reason": rule_reason(bad["rule"]), "copied": copied}
+        lake.write_bytes(dst + ".reason.json", json.dumps(reason, indent=2).encode())
+        result.quarantine_keys.append(dst)
 
 
 def _commit_partition(
@@ -1067,3 +1127,210 @@ def build_analytics(con: duckdb.DuckDBPyConnection, processed_uri: str, name: st
     """Compute analytic ``name`` over plain processed Parquet (``processed_glob``) into ``out_uri``."""
     con.read_parquet(processed_uri, hive_partitioning=True).to_view("tx", replace=True)
     return write_analytics(con, name, out_uri)
+
+
+# --- the Spark engine (``ECOMMERCE_ENGINE=spark``): the same rules, rendered in Spark SQL ------------------------
+# The job (``ecommerce_assets/spark_jobs/transactions_process.py``) splits the files into records and parses each into a
+# VARIANT (``tx_records``: filename = the lake key, _row, json = the record's text, rec); the statements below type
+# them, name the first rule each breaks (``_rule_sql``, the DuckDB path's expression, in the Spark dialect) and derive
+# the columns. The plan (which files are JSON, which keys become columns, of what kind) is the DuckDB path's
+# (``_scan_keys``, ``_extra_fields``), made once by the asset before the job starts.
+
+# a date-time text DuckDB's TIMESTAMP cast takes: a date (``-`` or ``/``), an optional time, an optional UTC offset
+_SPARK_TIMESTAMP = (
+    r"^\s*([0-9]{4})[-/]([0-9]{1,2})[-/]([0-9]{1,2})(?:[T ]([0-9]{1,2}):([0-9]{1,2})(?::([0-9]{1,2})(\.[0-9]+)?)?)?"
+    r"\s*(?:Z|UTC|[+-][0-9]{2}(?::?[0-9]{2})?)?\s*$"
+)
+# DuckDB's special date-time texts (each out of the sane range: the record breaks out_of_range_timestamp)
+_SPECIAL_TIMESTAMPS = {"epoch": "1970-01-01 00:00:00", "infinity": "9999-12-31 23:59:59.999999",
+                       "-infinity": "0001-01-01 00:00:00"}
+
+
+def _spark_type(val: str, raw: str = "NULL") -> str:
+    """DuckDB's ``json_type`` name of a VARIANT value (NULL when absent): an integer beyond 64 bits signed is
+    ``UBIGINT`` up to 2^64 - 1 and ``DOUBLE`` beyond, a number with a point or an exponent ``DOUBLE``. Spark's parser
+    keeps ``3.0`` as the whole number 3 (a ``DECIMAL(1,0)``): ``raw``, the value's JSON text, tells such a number
+    from an integer."""
+    s = f"schema_of_variant({val})"
+    return (
+        f"CASE WHEN {val} IS NULL THEN NULL WHEN {s} IN ('BIGINT', 'INT', 'SMALLINT', 'TINYINT') THEN 'BIGINT' "
+        f"WHEN {s} = 'STRING' THEN 'VARCHAR' WHEN {s} = 'VOID' THEN 'NULL' WHEN {s} = 'BOOLEAN' THEN 'BOOLEAN' "
+        f"WHEN {s} LIKE 'OBJECT%' THEN 'OBJECT' WHEN {s} LIKE 'ARRAY%' THEN 'ARRAY' "
+        f"WHEN {s} LIKE 'DECIMAL(%,0)' AND NOT coalesce(regexp({raw}, '[.eE]'), false) "
+        f"AND try_cast({val} AS DECIMAL(38,0)) BETWEEN 0 AND 18446744073709551615 THEN 'UBIGINT' ELSE 'DOUBLE' END"
+    )
+
+
+def _spark_timestamp(text: str) -> str:
+    """DuckDB's ``try_cast(text AS TIMESTAMP)`` in Spark: the forms DuckDB takes (``_SPARK_TIMESTAMP``; an offset is
+    read and left to ``_utc_sql``), its special texts, NULL for anything else or an impossible date."""
+    group = lambda k: f"regexp_extract({text}, '{_SPARK_TIMESTAMP}', {k})"  # noqa: E731
+    number = lambda k: f"CAST(coalesce(nullif({group(k)}, ''), '0') AS INT)"  # noqa: E731
+    seconds = f"CAST(concat(coalesce(nullif({group(6)}, ''), '0'), substr({group(7)}, 1, 7)) AS DECIMAL(16, 6))"
+    special = " ".join(f"WHEN '{k}' THEN TIMESTAMP '{v}'" for k, v in _SPECIAL_TIMESTAMPS.items())
+    return (
+        f"CASE lower(trim({text})) {special} ELSE CASE WHEN {_matches(text, _SPARK_TIMESTAMP, 'spark')} "
+        f"AND {number(6)} < 60 THEN make_timestamp_ntz({number(1)}, {number(2)}, {number(3)}, {number(4)}, "
+        f"{number(5)}, {seconds}) END END"
+    )
+
+
+def _spark_money(val: str, typ: str) -> str:
+    """DuckDB's ``try_cast(json AS DECIMAL(18,2))`` in Spark: an integer exactly; any other number as DuckDB casts a
+    DOUBLE (x 100 in floating point, rounded half away from zero); NULL when it does not fit."""
+    return (
+        f"CASE WHEN {typ} IN ('BIGINT', 'UBIGINT') THEN try_cast({val} AS DECIMAL(18, 2)) "
+        f"ELSE try_cast(CAST(round(try_cast({val} AS DOUBLE) * 100D) AS DECIMAL(38, 0)) / 100 AS DECIMAL(18, 2)) END"
+    )
+
+
+def spark_checked_sql(extras: Extras = (), unsupported: bool = False) -> str:
+    """Every record of ``tx_records`` with its rule (NULL: good) and typed columns, in Spark SQL (parameter
+    ``:unsupported``, the keys that cannot become columns, when ``unsupported``)."""
+    keys = (*FIELDS, *(x.key for x in extras))
+    ts, q = FIELDS.index("timestamp"), FIELDS.index("quantity")
+    val, typ, text, cast = (lambda i: f"v{i}"), (lambda i: f"t{i}"), (lambda i: f"s{i}"), (lambda i: f"c{i}")
+    raw = lambda k: f"get_json_object(json, '$.{k}')"  # noqa: E731
+    casts = {ts: _spark_timestamp(text(ts)), q: f"try_cast(v{q} AS BIGINT)",
+             **{FIELDS.index(f): _spark_money(val(FIELDS.index(f)), typ(FIELDS.index(f))) for f in ("price", "total_amount")}}
+    rule = _rule_sql(val, typ, text, cast, utc="u", extras=extras, unsupported=unsupported, dialect="spark")
+    typed = [f"s{i} AS {f}" if f in STRING_FIELDS else ("u AS `timestamp`" if i == ts else f"c{i} AS {f}")
+             for i, f in enumerate(FIELDS)]
+    typed += [f"{x.cast(f'v{i}', 'spark')} AS `{x.column}`" for i, x in enumerate(extras, start=len(FIELDS))]
+    types = ", ".join(f"{_spark_type(val(i), raw(k))} AS t{i}" for i, k in enumerate(keys))
+    texts = ", ".join(f"variant_get(v{i}, '$', 'string') AS s{i}" for i in range(len(FIELDS)))
+    values = ", ".join(f"variant_get(rec, '$.{k}') AS v{i}" for i, k in enumerate(keys))
+    return (
+        f"SELECT filename, _row, json, {rule} AS rule, {', '.join(typed)} FROM ("  # noqa: S608
+        f"SELECT *, {_utc_sql(cast, text, 'spark')} AS u FROM ("
+        f"SELECT *, {', '.join(f'{sql} AS c{i}' for i, sql in casts.items())} FROM ("
+        f"SELECT *, {types}, {texts} FROM ("
+        f"SELECT filename, _row, json, {_spark_type('rec')} AS jt, {values} FROM tx_records))))"
+    )
+
+
+def spark_output_sql(extras: Extras = ()) -> str:
+    """The processed columns of the good records of ``tx_checked`` (``spark_checked_sql``), as the DuckDB path's
+    ``_output_sql`` gives them, with the partition column ``date`` (parameter ``:date``)."""
+    money = "CAST(total_amount AS DECIMAL(38, 2))"
+    columns = "".join(f", `{x.column}`" for x in extras)
+    return f"""
+SELECT transaction_id, `timestamp`, customer_id, product_id, product_name, category, quantity, price, total_amount,
+       discount, CAST(total_amount - discount AS DECIMAL(18, 2)) AS final_amount,
+       year(`timestamp`) AS year, month(`timestamp`) AS month, day(`timestamp`) AS day, hour(`timestamp`) AS hour,
+       (dayofweek(`timestamp`) + 5) % 7 AS day_of_week, filename AS source_file{columns}, CAST(:date AS DATE) AS date
+FROM (
+  SELECT *, CAST(round(CASE WHEN total_amount >= 500 THEN {money} * 0.10 WHEN total_amount >= 100 THEN {money} * 0.05
+                            ELSE 0 END, 2) AS DECIMAL(18, 2)) AS discount
+  FROM tx_checked WHERE rule IS NULL
+)
+"""  # noqa: S608
+
+
+SPARK_QUARANTINE_SQL = "SELECT filename AS file, _row AS row, rule, json AS record FROM tx_checked WHERE rule IS NOT NULL"
+
+
+def spark_job_extras(
+    files: Sequence[tuple[str, str]], date: str, extras: Extras, unsupported: Sequence[str], output_dir: str,
+    quarantine_dir: str,
+) -> dict[str, object]:
+    """What the PySpark job ``transactions_process`` needs, as its Pipes extras: the ``files`` (path the job reads,
+    lake key), the statements and their parameters, and where to write the good records (Parquet with ``date``)
+    and the quarantined ones (file, row, rule, record)."""
+    return {
+        "files": [{"path": path, "key": key} for path, key in files],
+        "checked_sql": spark_checked_sql(extras, bool(unsupported)),
+        "output_sql": spark_output_sql(extras),
+        "quarantine_sql": SPARK_QUARANTINE_SQL,
+        "parameters": {"date": date, **({"unsupported": list(unsupported)} if unsupported else {})},
+        "output_dir": output_dir,
+        "quarantine_dir": quarantine_dir,
+    }
+
+
+SparkRunner = Callable[[dict[str, object]], dict[str, object]]
+
+
+def transform_partition_on_spark(
+    lake: Lake, date: str, objects: Sequence[LakeObject], run_job: SparkRunner, *, tables: IcebergTables,
+    properties: dict[str, str] | None = None, remote: bool = False,
+) -> PartitionResult:
+    """``transform_partition`` with the records typed and ruled by the Spark job ``transactions_process``.
+
+    The plan is the DuckDB path's (``_plan_partition``: the files that are not JSON, the extra fields); ``run_job``
+    runs the job with its extras (``spark_job_extras``) and returns what it reported. Its good records, Parquet below
+    the table's location, replace the partition ``date`` of the table ``transactions`` as they are (one commit,
+    ``add_files``); its quarantined records get their field and reason and are published as the DuckDB path's.
+    ``remote``: the job runs on AWS (a lone-CR file's LF copy is uploaded for it to read).
+    """
+    from pyiceberg.exceptions import CommitStateUnknownException
+
+    from ecommerce_assets.storage.iceberg import replace_rows_with_files
+
+    result = PartitionResult(date=date, files_in=len(objects))
+    q_prefix = partition_prefix(QUARANTINE, date)
+    run = uuid.uuid4().hex
+    staged = f"{PROCESSED}data/spark-{run}/"  # below the table's location: added as they are
+    staging = f"{INTERMEDIATE}spark-{run}/"
+    con = lake.engine()
+    plan: _Plan | None = None
+    committed = False
+    try:
+        plan = _plan_partition(lake, con, objects, tables, result)
+        _name_bad_files(result, plan)
+        files = []
+        for uri in (u for u in plan.uris if u not in plan.unparseable):
+            key = plan.by_uri[uri]
+            if remote and uri != lake.uri(key):  # a local LF copy: where the job can read it
+                copy_key = f"{staging}sources/{len(files)}-{Path(uri).name}"
+                lake.write_bytes(copy_key, Path(uri).read_bytes())
+                uri = lake.uri(copy_key)
+            files.append((uri, key))
+        extras = spark_job_extras(files, date, plan.extras, plan.unsupported, lake.uri(staged),
+                                  lake.uri(f"{staging}quarantine/"))
+        reported = run_job(extras)
+        result.files_ok = len(files)
+        result.records_in, result.records_out = int(reported["records_in"]), int(reported["records_out"])
+        result.by_rule = {str(k): int(v) for k, v in dict(reported["quarantined_by_rule"]).items()}  # type: ignore[call-overload]
+        result.records_quarantined = sum(result.by_rule.values())
+        data_files = sorted(lake.uri(o.key) for o in lake.list_objects(staged) if o.key.endswith(".parquet"))
+        summary = {"ecommerce.partition": date, **(properties or {})}
+        if data_files:
+            schema = con.execute("SELECT * FROM read_parquet(?) LIMIT 0", [data_files]).to_arrow_table().schema
+            result.commit = replace_rows_with_files(tables, TABLE, schema, data_files, PARTITION_BY,
+                                                    [{"date": dt.date.fromisoformat(date)}], summary)
+        else:
+            result.commit = _commit_partition(tables, con, lake, date, None, summary)
+        committed = True
+        lake.delete_prefix(partition_prefix(PROCESSED, date))
+        lake.delete_prefix(partition_prefix(LAMBDA_PARTS, date))
+        lake.delete_prefix(q_prefix)
+        quarantined = [lake.uri(o.key) for o in lake.list_objects(f"{staging}quarantine/") if o.key.endswith(".parquet")]
+        if result.records_quarantined:
+            import pyarrow as pa
+
+            rules = sorted(result.by_rule)
+            con.register("rule_reasons", pa.table({"rule": rules, "field": [_rule_field(r) for r in rules],
+                                                   "reason": [rule_reason(r, plan.extras) for r in rules]}))
+            con.execute("CREATE OR REPLACE TEMP TABLE q AS SELECT file, row, field, rule, reason, record "
+                        "FROM read_parquet(?) JOIN rule_reasons USING (rule)", [quarantined])
+            written = con.execute("SELECT count(*) FROM q").fetchone()[0]
+            if written != result.records_quarantined:
+                raise RuntimeError(f"transactions {date}: the Spark job quarantined {result.records_quarantined} "
+                                   f"records and wrote {written}")
+            _write_quarantine(lake, con, q_prefix + "records.parquet", result)
+        _quarantine_files(lake, q_prefix, result)
+    except BaseException as exc:
+        # nothing of a failed attempt is referenced by the table: its files go (unless the catalog may hold the
+        # commit, or it was made)
+        if not committed and not isinstance(exc, CommitStateUnknownException):
+            lake.delete_prefix(staged)
+        raise
+    finally:
+        con.close()
+        lake.delete_prefix(staging)
+        if plan and plan.copies_dir:
+            shutil.rmtree(plan.copies_dir, ignore_errors=True)
+    if not result.reconciles:
+        raise RuntimeError(f"transactions {date}: counts do not reconcile: {result.as_metadata()}")
+    return result

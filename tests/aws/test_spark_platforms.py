@@ -47,11 +47,14 @@ class _Platform:
     def __getattr__(self, name: str) -> Any:
         return getattr(self._client, name)
 
-    def _execute(self, script_uri: str, args: list[str], env: dict[str, str]) -> int:
-        bucket, key = re.match(r"s3://([^/]+)/(.+)", script_uri).groups()  # type: ignore[union-attr]
+    def _execute(self, script_uri: str, args: list[str], env: dict[str, str], py_files: str) -> int:
+        """Run the script with the ``py_files`` (comma-separated S3 URIs) beside it, as the platform puts them on
+        the job's Python path."""
         with tempfile.TemporaryDirectory() as tmp:
-            script = Path(tmp) / Path(key).name
-            self._s3.download_file(bucket, key, str(script))
+            for uri in [script_uri, *filter(None, py_files.split(","))]:
+                bucket, key = re.match(r"s3://([^/]+)/(.+)", uri).groups()  # type: ignore[union-attr]
+                self._s3.download_file(bucket, key, str(Path(tmp) / Path(key).name))
+            script = Path(tmp) / Path(script_uri).name
             proc = subprocess.run([sys.executable, str(script), *args], env={**self._env, **env}, timeout=600,
                                   check=False, capture_output=True, text=True)
         if proc.returncode:
@@ -64,7 +67,8 @@ class GlueRuns(_Platform):
         response = self._client.start_job_run(**params)
         job = self._client.get_job(JobName=params["JobName"])["Job"]
         args = [item for pair in (params.get("Arguments") or {}).items() for item in pair]  # --key value, as Glue
-        self.exits[response["JobRunId"]] = self._execute(job["Command"]["ScriptLocation"], args, {})
+        self.exits[response["JobRunId"]] = self._execute(job["Command"]["ScriptLocation"], args, {},
+                                                         job["DefaultArguments"].get("--extra-py-files", ""))
         return response
 
     def get_job_run(self, **params: Any) -> dict:
@@ -77,10 +81,11 @@ class EMRServerlessRuns(_Platform):
     def start_job_run(self, **params: Any) -> dict:
         response = self._client.start_job_run(**params)
         submit = params["jobDriver"]["sparkSubmit"]
-        env = dict(re.findall(r"--conf spark\.emr-serverless\.driverEnv\.(\w+)=(\S+)",
-                              submit.get("sparkSubmitParameters", "")))
+        parameters = submit.get("sparkSubmitParameters", "")
+        env = dict(re.findall(r"--conf spark\.emr-serverless\.driverEnv\.(\w+)=(\S+)", parameters))
+        py_files = re.search(r"--py-files (\S+)", parameters)
         self.exits[response["jobRunId"]] = self._execute(submit["entryPoint"], submit.get("entryPointArguments", []),
-                                                         env)
+                                                         env, py_files.group(1) if py_files else "")
         return response
 
     def get_job_run(self, **params: Any) -> dict:
@@ -156,8 +161,10 @@ def test_glue_creates_the_job_runs_the_uploaded_script_and_reads_its_messages_fr
     assert len(runs) == 1 and {"--dagster-pipes-context", "--dagster-pipes-messages"} <= set(runs[0]["Arguments"])
     # a second launch reuses the job (updated only when its script or role changed: moto has no UpdateJob)
     jobs = len(glue.get_jobs()["Jobs"])
-    engine.ensure_glue_job(name, job["Command"]["ScriptLocation"])
+    engine.ensure_glue_job(name, job["Command"]["ScriptLocation"], job["DefaultArguments"]["--extra-py-files"])
     assert len(glue.get_jobs()["Jobs"]) == jobs
+    # the module the jobs share went beside the script, on the job's path
+    assert job["DefaultArguments"]["--extra-py-files"] == f"s3://{lake_bucket}/shop/code/spark_jobs/spark_common.py"
 
 
 def test_emr_serverless_runs_the_uploaded_script_with_pipes_in_the_driver_environment(
@@ -176,6 +183,8 @@ def test_emr_serverless_runs_the_uploaded_script_with_pipes_in_the_driver_enviro
     assert run["name"].startswith("ecommerce-assets retail_clean ")  # (moto keeps no execution role to compare)
     assert run["jobDriver"]["sparkSubmit"]["entryPoint"] == f"s3://{lake_bucket}/shop/code/spark_jobs/retail_clean.py"
     assert "driverEnv.DAGSTER_PIPES_CONTEXT=" in run["jobDriver"]["sparkSubmit"]["sparkSubmitParameters"]
+    assert f"--py-files s3://{lake_bucket}/shop/code/spark_jobs/spark_common.py" in (
+        run["jobDriver"]["sparkSubmit"]["sparkSubmitParameters"])
 
 
 def test_a_failed_run_fails_the_step_with_the_platforms_state(

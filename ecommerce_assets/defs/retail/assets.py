@@ -199,14 +199,7 @@ def _clean_with_spark(
 
     Locally the job reads the files the checks opened (a Windows-1252 file through its UTF-8 copy); on Glue or EMR
     it reads the raw objects in S3 (such a copy is uploaded beside them first)."""
-    on_s3 = not iceberg.location(retail.TABLE).startswith("file:")
-    if on_s3 != engine.remote:
-        raise dg.Failure(description=(
-            "ECOMMERCE_ENGINE=spark: local Spark (ECOMMERCE_SPARK_PLATFORM=local) writes to a local lake only; with "
-            "the S3 lake set ECOMMERCE_SPARK_PLATFORM=glue or emr-serverless, or ECOMMERCE_ENGINE=duckdb"
-            if on_s3 else
-            f"ECOMMERCE_SPARK_PLATFORM={engine.platform} runs on AWS and needs the S3 lake (ECOMMERCE_ENV=aws)"
-        ))
+    engine.check_lake(iceberg.location(retail.TABLE))
     tag = f"spark-{context.run.run_id}"
     staged = f"{zones.PROCESSED}{retail.TABLE}/data/{tag}/"  # below the table's location: added as they are
     quarantine = f"{zones.quarantine('online_retail')}spark-staging/{context.run.run_id}/"  # published whole below

@@ -21,6 +21,7 @@ from ecommerce_assets.lib.metadata import (
     warehouse_table_metadata,
 )
 from ecommerce_assets.lib.time_travel import AsOfSnapshot, as_of_metadata, bind_as_of
+from ecommerce_assets.resources.spark import TransformEngine
 from ecommerce_assets.settings import get_settings
 from ecommerce_assets.storage import zones
 from ecommerce_assets.storage.iceberg import IcebergTables, create_scan_view
@@ -85,7 +86,7 @@ NO_BAD_FILES = dg.AssetCheckSpec(
     group_name=GROUP,
     partitions_def=daily,
     deps=[transactions_raw],
-    kinds={"duckdb", "iceberg"},
+    kinds={"duckdb", "spark", "iceberg"},
     check_specs=[RECONCILES, UNIQUE_IDS, NO_BAD_FILES],
     description=(
         "Typed transactions in the Iceberg table `transactions` (files below `processed/transactions/`, "
@@ -95,7 +96,9 @@ NO_BAD_FILES = dg.AssetCheckSpec(
         "same rows and one more snapshot). Bad records go to `quarantine/transactions/date=.../records.parquet` "
         "with file, row, field and rule; files that are not JSON go whole to "
         "`quarantine/transactions/date=.../files/`. Queryable as `lake.transactions` (a DuckDB view over the "
-        "current snapshot locally, re-pointed after each commit; the Glue Iceberg table in aws mode)."
+        "current snapshot locally, re-pointed after each commit; the Glue Iceberg table in aws mode). "
+        "`ECOMMERCE_ENGINE=spark` types and rules the records in the PySpark job `transactions_process` (through "
+        "Dagster Pipes: local Spark, Glue or EMR Serverless) instead of DuckDB: the same rules, rows and quarantine."
     ),
 )
 def transactions(
@@ -103,13 +106,29 @@ def transactions(
     lake: dg.ResourceParam[Lake],
     table_catalog: dg.ResourceParam[TableCatalog],
     iceberg: dg.ResourceParam[IcebergTables],
+    engine: dg.ResourceParam[TransformEngine],
 ) -> dg.MaterializeResult:
     date = context.partition_key
     raw = f"{RAW}date={date}/"
     objects = current_raw_files(lake, raw)
-    result = tx.transform_partition(
-        lake, date, objects, tables=iceberg, properties={"dagster.run-id": context.run.run_id}
-    )
+    properties = {"dagster.run-id": context.run.run_id}
+    spark_checks: list[dg.AssetCheckResult] = []
+    spark_metadata: dict[str, object] = {}
+    if engine.spark:
+        engine.check_lake(iceberg.location(tx.TABLE))
+
+        def run_job(extras: dict[str, object]) -> dict[str, object]:
+            reported = engine.run_spark_job(context, "transactions_process",
+                                            {**extras, "reconcile_check": RECONCILES.name}, spark_checks)
+            spark_metadata.update({"spark_version": str(reported.get("spark_version")),
+                                   "spark_seconds": float(reported.get("spark_seconds") or 0.0),  # type: ignore[arg-type]
+                                   "spark_platform": engine.platform})
+            return reported
+
+        result = tx.transform_partition_on_spark(lake, date, objects, run_job, tables=iceberg, properties=properties,
+                                                 remote=engine.remote)
+    else:
+        result = tx.transform_partition(lake, date, objects, tables=iceberg, properties=properties)
     for bad in result.bad_files:
         context.log.warning(f"quarantined file {bad['file']}: {bad['rule']}: {bad['problem']}")
     for rule, n in sorted(result.by_rule.items()):
@@ -148,17 +167,15 @@ def transactions(
             extra={
                 **{k: dg.MetadataValue.json(v) if isinstance(v, list | dict) else v for k, v in counts.items()},
                 **(iceberg_commit_metadata(commit) if commit is not None else {}),
+                "engine": "spark" if engine.spark else "duckdb",
+                **spark_metadata,
                 "catalog": dg.MetadataValue.json(
                     registration if isinstance(registration, dict) else str(registration)
                 ),
             },
         ),
         check_results=[
-            dg.AssetCheckResult(
-                check_name=RECONCILES.name, passed=result.reconciles,
-                metadata={k: counts[k] for k in ("files_in", "files_ok", "files_quarantined", "records_in",
-                                                 "records_out", "records_quarantined")},
-            ),
+            _reconciles(result, counts, spark_checks),
             dg.AssetCheckResult(
                 check_name=UNIQUE_IDS.name, passed=not dupes, severity=dg.AssetCheckSeverity.WARN,
                 metadata={"duplicated_ids": dg.MetadataValue.json([list(d) for d in dupes])},
@@ -169,6 +186,21 @@ def transactions(
             ),
         ],
     )
+
+
+def _reconciles(
+    result: tx.PartitionResult, counts: dict[str, object], spark_checks: list[dg.AssetCheckResult]
+) -> dg.AssetCheckResult:
+    """The counts reconcile: the partition's files and records; on Spark also the job's own check (records in = the
+    rows it wrote + the records it quarantined, read back from its files)."""
+    metadata: dict[str, object] = {k: counts[k] for k in ("files_in", "files_ok", "files_quarantined", "records_in",
+                                                          "records_out", "records_quarantined")}
+    passed = result.reconciles
+    for check in spark_checks:
+        if check.check_name == RECONCILES.name:
+            passed = passed and check.passed
+            metadata.update({f"spark_{k}": v for k, v in (check.metadata or {}).items()})
+    return dg.AssetCheckResult(check_name=RECONCILES.name, passed=passed, metadata=metadata)  # type: ignore[arg-type]
 
 
 # refresh after any new partition of `transactions`; unlike plain eager(), do not wait for the
