@@ -15,12 +15,16 @@ from pathlib import Path
 from typing import Any
 
 import dagster as dg
+import duckdb
 import pytest
 
 from ecommerce_assets.resources.spark import TransformEngine, local_spark_problem
 from ecommerce_assets.storage.iceberg import IcebergTables, create_scan_view
 from ecommerce_assets.storage.lake import LocalLake
 from ecommerce_assets.transforms import transactions as tx
+from tests.pipeline_inputs import _connect as warehouse_connection
+from tests.pipeline_inputs import cli_env, run_cli
+from tests.test_pipelines_alone import ANALYTICS, GENERATE, TRANSACTION_DATES
 from tests.test_transactions_fast_path import _land, _records
 
 pytestmark = [pytest.mark.slow, pytest.mark.skipif(local_spark_problem() is not None,
@@ -114,3 +118,61 @@ def test_spark_gives_the_duckdb_paths_partition_record_for_record(tmp_path: Path
     assert len(s_q) == duck.records_quarantined
     for d_rec, s_rec in zip(d_q, s_q, strict=True):
         assert s_rec == d_rec
+
+
+def _warehouse_rows(path: Path, names: tuple[str, ...]) -> dict[str, list[tuple]]:
+    """Every row of each table (any schema), sorted."""
+    con = warehouse_connection(path)
+    try:
+        where = dict(con.execute("SELECT table_name, table_schema FROM information_schema.tables").fetchall())
+        return {n: con.execute(f'SELECT * FROM "{where[n]}"."{n}" ORDER BY ALL').fetchall()  # noqa: S608
+                for n in names}
+    finally:
+        con.close()
+
+
+def _last_materialization(home: Path) -> tuple[dict[str, object], list[bool]]:
+    """The metadata of the last ``transactions/processed`` materialization, and the passed flags of its
+    reconciliation check's evaluations that carry the Spark job's own figures."""
+    with dg.instance_for_test(temp_dir=str(home)) as instance:
+        key = dg.AssetKey(["transactions", "processed"])
+        event = instance.get_latest_materialization_event(key)
+        assert event is not None and event.asset_materialization is not None
+        history = instance.event_log_storage.get_asset_check_execution_history(
+            dg.AssetCheckKey(key, "counts_reconcile"), limit=10)
+        evaluations = [r.evaluation for r in history if isinstance(r.evaluation, dg.AssetCheckEvaluation)]
+        passed = [e.passed for e in evaluations if "spark_records_written" in e.metadata]
+        return {k: getattr(v, "value", v) for k, v in event.asset_materialization.metadata.items()}, passed
+
+
+def test_ecommerce_assets_run_on_spark_gives_the_default_engines_tables(tmp_path: Path) -> None:
+    """A user's two generated days, one holding their own odd file, from a fresh data dir through the product's
+    commands: the Spark engine's warehouse tables (the transactions and every analytic) and quarantine are the
+    DuckDB engine's."""
+    outputs = {}
+    for name, settings in (("duckdb", {}), ("spark", {"ECOMMERCE_ENGINE": "spark", "ECOMMERCE_SPARK_MASTER": "local[2]",
+                                                      "ECOMMERCE_SPARK_DRIVER_MEMORY": "1g"})):
+        env = cli_env(tmp_path / name, settings)
+        generated = run_cli(GENERATE, env, tmp_path)
+        assert generated.returncode == 0, generated.show()
+        day = Path(env["ECOMMERCE_DATA_DIR"]) / "lake" / "landing" / "transactions" / f"date={TRANSACTION_DATES[0]}"
+        records = _records(3, 200, json_looking=True)
+        (day / "theirs.json").write_text("\n".join(json.dumps(r) for r in records))
+        result = run_cli(["run"], env, tmp_path)
+        assert result.returncode == 0, result.show()
+        data = Path(env["ECOMMERCE_DATA_DIR"])
+        quarantine = sorted((data / "lake" / "quarantine" / "transactions").glob("date=*/records.parquet"))
+        assert len(quarantine) == 1
+        outputs[name] = (
+            _warehouse_rows(data / "warehouse.duckdb", ("transactions", *ANALYTICS)),
+            duckdb.sql(f"SELECT file, row, field, rule, reason FROM '{quarantine[0]}' ORDER BY ALL").fetchall(),  # noqa: S608
+            _last_materialization(Path(env["DAGSTER_HOME"])),
+        )
+    (d_tables, d_quarantine, (d_md, _)), (s_tables, s_quarantine, (s_md, s_passed)) = outputs["duckdb"], outputs["spark"]
+    assert len(d_tables["transactions"]) > 100 and len(d_quarantine) > 20
+    for table, rows in d_tables.items():
+        assert s_tables[table] == rows, table
+    assert s_quarantine == d_quarantine
+    assert (d_md["engine"], s_md["engine"]) == ("duckdb", "spark") and s_md["spark_platform"] == "local"
+    # the job's own reconciliation (read back from the files it wrote) came through Pipes into the check
+    assert s_passed and all(s_passed)

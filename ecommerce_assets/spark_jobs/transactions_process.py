@@ -107,7 +107,7 @@ def read_records(spark: Any, files: list[dict[str, str]]) -> Any:
     documents = [r[0] for r in spark.sql("SELECT DISTINCT filename FROM tx_lines WHERE rec IS NULL").collect()]
     records = (lines.where(~F.col("filename").isin(documents))
                .withColumn("_row", F.row_number().over(numbered).cast("bigint")).select("filename", "_row", "json", "rec"))
-    split = F.udf(split_documents, ArrayType(StringType()), useArrow=True)
+    split = F.udf(split_documents, ArrayType(StringType()))  # (pickled: a platform's workers need no pyarrow)
     docs = (content.where((F.col("_first") == "[") | F.col("filename").isin(documents))
             .select("filename", F.posexplode(split("content")).alias("pos", "json"))
             .select("filename", (F.col("pos") + 1).cast("bigint").alias("_row"), "json",

@@ -15,6 +15,7 @@ on Glue or EMR it is the S3 lake. Not run here: Glue 5 or EMR Serverless themsel
 """
 
 
+import json
 import os
 import re
 import subprocess
@@ -29,13 +30,19 @@ import dagster as dg
 import pytest
 
 from ecommerce_assets.resources.spark import TransformEngine
+from ecommerce_assets.storage.iceberg import IcebergTables
+from ecommerce_assets.storage.lake import LocalLake
 from ecommerce_assets.transforms import retail
+from ecommerce_assets.transforms import transactions as tx
 from ecommerce_assets.transforms.files import open_csv
 from tests.conftest import MOTO_REGION
 from tests.retail_helpers import GOOD, run_clean, write_csv
+from tests.test_transactions_fast_path import _records
 
 pytestmark = pytest.mark.slow
 ROLE = "arn:aws:iam::123456789012:role/ecommerce-spark"
+TX_DATE = "2024-03-05"
+TX_LANDING = f"landing/transactions/date={TX_DATE}/"
 
 
 class _Platform:
@@ -106,20 +113,28 @@ def _engine(platform: str, bucket: str, moto_endpoint: str, **kw: Any) -> Transf
                            endpoint_url=moto_endpoint, role_arn=ROLE, poll_interval_seconds=0.5, **kw)
 
 
+def _stand_in(monkeypatch: pytest.MonkeyPatch, moto_endpoint: str, platform_cls: type[_Platform],
+              service: str) -> _Platform:
+    """The engine's client for ``service`` becomes the stand-in platform (moto's API, the run executed here)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("ECOMMERCE_", "DAGSTER_"))}
+    env.update({"AWS_ENDPOINT_URL": moto_endpoint, "AWS_DEFAULT_REGION": MOTO_REGION,
+                "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
+                "PYSPARK_PYTHON": sys.executable})  # the platform's Python, for the Spark workers too
+    s3 = boto3.client("s3", endpoint_url=moto_endpoint, region_name=MOTO_REGION)
+    platform = platform_cls(boto3.client(service, endpoint_url=moto_endpoint, region_name=MOTO_REGION), s3, env)
+    real_client = TransformEngine._client
+    monkeypatch.setattr(TransformEngine, "_client",
+                        lambda self, name: platform if name == service else real_client(self, name))
+    return platform
+
+
 def _launch(engine: TransformEngine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, moto_endpoint: str,
             platform_cls: type[_Platform], service: str) -> tuple[dict, retail.CleanResult, _Platform]:
     """Materialize an asset that runs the retail job through ``engine`` on a small file; what the job reported,
     what the DuckDB path gives for the same file, and the stand-in platform."""
     csv = write_csv(tmp_path / "in" / "a.csv", [GOOD, GOOD, [*GOOD[:3], "-1", *GOOD[4:]], [*GOOD[:3], "1.5", *GOOD[4:]]])
     expected, _, _ = run_clean(tmp_path / "duckdb", csv)
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("ECOMMERCE_", "DAGSTER_"))}
-    env.update({"AWS_ENDPOINT_URL": moto_endpoint, "AWS_DEFAULT_REGION": MOTO_REGION,
-                "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"})
-    s3 = boto3.client("s3", endpoint_url=moto_endpoint, region_name=MOTO_REGION)
-    platform = platform_cls(boto3.client(service, endpoint_url=moto_endpoint, region_name=MOTO_REGION), s3, env)
-    real_client = TransformEngine._client
-    monkeypatch.setattr(TransformEngine, "_client",
-                        lambda self, name: platform if name == service else real_client(self, name))
+    platform = _stand_in(monkeypatch, moto_endpoint, platform_cls, service)
     names = retail.column_names(open_csv(csv, retail.SOURCE_COLUMNS))
     extras = retail.spark_job_extras([("a.csv", str(csv), "utf-8", names)], str(tmp_path / "cleaned"),
                                      str(tmp_path / "quarantine"), None)
@@ -202,3 +217,45 @@ def test_the_aws_platforms_need_their_settings(lake_bucket: str, moto_endpoint: 
                         endpoint_url=moto_endpoint).ensure_glue_job("x", "s3://b/x.py")
     with pytest.raises(dg.Failure, match="ECOMMERCE_S3_BUCKET"):
         TransformEngine(kind="spark", platform="glue").upload_script(Path(retail.__file__))
+
+
+def test_the_transactions_job_runs_on_glue_and_its_check_comes_back_through_s3(
+    lake_bucket: str, moto_endpoint: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The transactions job through ``PipesGlueClient``: its counts and its reconciliation check (an asset check
+    result, not metadata) travel through the lake's ``pipes/`` prefix, and equal the DuckDB path's."""
+    records = _records(4, 300, json_looking=True)
+    lakes = {name: LocalLake(base_dir=str(tmp_path / name)) for name in ("duckdb", "glue")}
+    for lake in lakes.values():
+        lake.write_bytes(f"{TX_LANDING}a.json", "\n".join(json.dumps(r) for r in records).encode())
+    expected = tx.transform_partition(lakes["duckdb"], TX_DATE, list(lakes["duckdb"].list_objects(TX_LANDING)))
+    engine = _engine("glue", lake_bucket, moto_endpoint)
+    _stand_in(monkeypatch, moto_endpoint, GlueRuns, "glue")
+    reconciles = dg.AssetCheckSpec("counts_reconcile", asset="transactions_on_glue")
+    checks: list[dg.AssetCheckResult] = []
+
+    def run_job(extras: dict[str, object]) -> dict[str, object]:
+        reported: dict[str, Any] = {}
+
+        @dg.asset(check_specs=[reconciles])
+        def transactions_on_glue(context: dg.AssetExecutionContext, engine: TransformEngine) -> dg.MaterializeResult:
+            reported.update(engine.run_spark_job(context, "transactions_process",
+                                                 {**extras, "reconcile_check": reconciles.name}, checks))
+            return dg.MaterializeResult(check_results=checks)
+
+        assert dg.materialize([transactions_on_glue], resources={"engine": engine}).success
+        return reported
+
+    tables = IcebergTables(catalog_kind="sql", sqlite_path=str(tmp_path / "catalog.db"),
+                           warehouse=(tmp_path / "glue").as_uri())
+    # (the stand-in runs the job here, so it reads the local lake: remote=False)
+    got = tx.transform_partition_on_spark(lakes["glue"], TX_DATE, list(lakes["glue"].list_objects(TX_LANDING)),
+                                          run_job, tables=tables)
+    assert (got.records_in, got.records_out, got.by_rule) == (expected.records_in, expected.records_out,
+                                                               expected.by_rule)
+    assert expected.records_quarantined > 20
+    assert [c.passed for c in checks] == [True]
+    assert checks[0].metadata["records_written"].value == expected.records_out  # type: ignore[union-attr]
+    glue = boto3.client("glue", endpoint_url=moto_endpoint, region_name=MOTO_REGION)
+    assert glue.get_job(JobName=engine.glue_job_name("transactions_process"))["Job"]["Command"]["ScriptLocation"] == (
+        f"s3://{lake_bucket}/shop/code/spark_jobs/transactions_process.py")
