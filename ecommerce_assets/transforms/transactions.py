@@ -1073,8 +1073,9 @@ ANALYTICS: dict[str, tuple[str, str]] = {
            FROM tx GROUP BY customer_id ORDER BY lifetime_value DESC, customer_id LIMIT 20""",
     ),
     "product_performance": (
-        "Units, revenue and buyers per product.",
-        """SELECT product_id, any_value(product_name) AS product_name, any_value(category) AS category,
+        "Units, revenue and buyers per product (its name and category as its latest transaction gives them).",
+        """SELECT product_id, arg_max(product_name, ("timestamp", transaction_id)) AS product_name,
+                  arg_max(category, ("timestamp", transaction_id)) AS category,
                   count(*) AS transactions, sum(quantity) AS units, sum(final_amount) AS net_sales,
                   count(DISTINCT customer_id) AS customers, round(avg(price), 2) AS avg_price
            FROM tx GROUP BY product_id ORDER BY net_sales DESC, product_id""",
