@@ -16,13 +16,12 @@ Sizes: ``1x`` is the UCI file (541,909 rows); ``10x`` is the file repeated ten t
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 import textwrap
 from pathlib import Path
 
-from bench.common import CACHE, ROOT, timed
+from bench.common import CACHE, run_product, timed
 
 SCALES = {"1x": 1, "10x": 10, "30x": 30}
 
@@ -58,33 +57,16 @@ def prepare(scale: str) -> Path:
     return out
 
 
-def _env(data_dir: Path) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("ECOMMERCE_", "DAGSTER_"))}
-    env.update({"ECOMMERCE_DATA_DIR": str(data_dir), "ECOMMERCE_ENV": "local", "PYTHONPATH": str(ROOT)})
-    return env
-
-
 def product(params: dict, work: Path) -> dict:
     csv = Path(params["csv"]) if params.get("csv") else prepare(params["scale"])
     data_dir = work / "data"
     landing = data_dir / "lake" / "landing" / "online_retail"
     landing.mkdir(parents=True)
     (landing / "online_retail.csv").hardlink_to(csv)
-    # the console script installed beside this Python, as a user runs it
-    cli = [str(Path(sys.executable).parent / "ecommerce-assets"), "run", "--quiet"]
-    cli += ["--profile"] if params.get("profile") else []
-
-    env = {**_env(data_dir), "ECOMMERCE_ENGINE": params.get("engine", "duckdb")}
-
-    def run() -> subprocess.CompletedProcess:
-        return subprocess.run(cli, cwd=str(ROOT), env=env, capture_output=True, text=True, check=False)
-
-    seconds, done = timed(run)
-    assert isinstance(done, subprocess.CompletedProcess)
-    if done.returncode != 0:
-        raise RuntimeError(f"ecommerce-assets run exited {done.returncode}: {done.stdout[-2000:]}{done.stderr[-2000:]}")
+    args = ["run", "--quiet", *(["--profile"] if params.get("profile") else [])]
+    seconds, output = run_product(args, data_dir, {"ECOMMERCE_ENGINE": params.get("engine", "duckdb")})
     return {"seconds": seconds, **_figures(data_dir / "warehouse.duckdb", data_dir / "lake" / "processed"),
-            "output": done.stdout[-3000:] if params.get("profile") else ""}
+            "output": output[-3000:] if params.get("profile") else ""}
 
 
 FLOOR = textwrap.dedent(r"""

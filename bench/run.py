@@ -96,14 +96,20 @@ def cases(quick: bool) -> list[Case]:
 
 
 def engine_cases() -> list[Case]:
-    """``--engines``: the Online Retail cleaning on each engine (``ECOMMERCE_ENGINE``), end to end through
-    ``ecommerce-assets run`` on a fresh data dir, at 1x, 10x and 30x the data set: where Spark starts to pay."""
+    """``--engines``: the Online Retail cleaning (1x, 10x and 30x the data set) and the transactions (1 M and 10 M
+    records) on each engine (``ECOMMERCE_ENGINE``), end to end through ``ecommerce-assets run`` on a fresh data dir:
+    where Spark starts to pay."""
     out = []
     for scale in ("1x", "10x", "30x"):
         for engine in ("duckdb", "spark"):
             out.append(Case(f"7 engines retail {scale}", engine, "bench.retail_e2e:product",
                             {"scale": scale, "engine": engine}, runs=None if scale == "1x" else 1, timeout=3600,
                             inputs=None if scale == "1x" else f"online_retail_{scale}.csv"))
+    for size in ("1m", "10m"):
+        for engine in ("duckdb", "spark"):
+            out.append(Case(f"8 engines transactions {size}", engine, "bench.transactions:product_e2e",
+                            {"size": size, "engine": engine}, runs=None if size == "1m" else 1, timeout=3600,
+                            inputs=f"transactions_{size}"))
     return out
 
 
@@ -305,7 +311,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--output", default=None,
                         help="results path without extension (default bench/results/latest, with --engines engines)")
     parser.add_argument("--engines", action="store_true",
-                        help="instead of the suite: the retail cleaning on DuckDB and on local Spark, 1x/10x/30x")
+                        help="instead of the suite: the retail cleaning (1x/10x/30x) and the transactions (1 M, 10 M) "
+                             "on DuckDB and on local Spark")
     args = parser.parse_args(argv)
     args.output = args.output or str(RESULTS / ("engines" if args.engines else "latest"))
     runs = args.runs or (1 if args.quick else 3)

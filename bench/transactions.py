@@ -184,3 +184,29 @@ def pandas_impl(params: dict, work: Path) -> dict:
     seconds, out = timed(run)
     return {"seconds": seconds, "rows_per_second": out["rows_out"] / seconds,  # type: ignore[index]
             "output_bytes": dir_bytes(work / "out"), **out}  # type: ignore[dict-item]
+
+
+def product_e2e(params: dict, work: Path) -> dict:
+    """``ecommerce-assets run`` in a fresh process on a fresh data dir with the generated days landed (hard links),
+    on the engine ``params["engine"]`` (``ECOMMERCE_ENGINE``): one run per date, then the analytics, as a user
+    waits for it. For ``python -m bench.run --engines``."""
+    import shutil
+
+    import duckdb
+
+    from bench.common import run_product
+    from ecommerce_assets.storage.warehouses.duckdb import warehouse_config
+
+    root = Path(params["root"]) if params.get("root") else prepare(params["size"])
+    data_dir = work / "data"
+    shutil.copytree(_landing(root), data_dir / "lake" / "landing" / "transactions",
+                    copy_function=lambda s, d: Path(d).hardlink_to(s))
+    seconds, _ = run_product(["run", "--quiet", "--pipeline", "transactions"], data_dir,
+                             {"ECOMMERCE_ENGINE": params.get("engine", "duckdb")})
+    db = data_dir / "warehouse.duckdb"
+    con = duckdb.connect(str(db), read_only=True, config=warehouse_config(str(data_dir / "duckdb_extensions")))
+    try:
+        rows = con.execute("SELECT count(*) FROM lake.transactions").fetchone()[0]  # type: ignore[index]
+    finally:
+        con.close()
+    return {"seconds": seconds, "rows_out": rows, "rows_per_second": rows / seconds}

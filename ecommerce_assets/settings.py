@@ -81,8 +81,9 @@ class Settings(BaseSettings):
     )
     engine: Literal["duckdb", "spark"] = setting(
         "duckdb", "ECOMMERCE_ENGINE", "platform",
-        "engine of the heavy transforms (Online Retail cleaning): `duckdb` in the run worker, or `spark`, a PySpark "
-        "job launched through Dagster Pipes (needs `pip install 'ecommerce-assets[spark]'` and a JDK)",
+        "engine of the heavy transforms (Online Retail cleaning, transactions JSON -> processed): `duckdb` in the run "
+        "worker, or `spark`, PySpark jobs "
+        "launched through Dagster Pipes (needs `pip install 'ecommerce-assets[spark]'` and a JDK)",
     )
     spark_master: str = setting(
         "local[*]", "ECOMMERCE_SPARK_MASTER", "platform", "the Spark master of the local Spark jobs (`ECOMMERCE_ENGINE=spark`)"

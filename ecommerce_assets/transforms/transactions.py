@@ -1272,7 +1272,9 @@ def transform_partition_on_spark(
     q_prefix = partition_prefix(QUARANTINE, date)
     run = uuid.uuid4().hex
     staged = f"{PROCESSED}data/spark-{run}/"  # below the table's location: added as they are
-    staging = f"{INTERMEDIATE}spark-{run}/"
+    # the job's scratch (an LF copy it reads, its quarantine output): below the quarantine zone, which the Spark
+    # job's role may write (deploy/iam/spark-job.json), published whole below
+    staging = f"{QUARANTINE}spark-staging/{run}/"
     con = lake.engine()
     plan: _Plan | None = None
     committed = False

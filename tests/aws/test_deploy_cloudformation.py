@@ -12,6 +12,7 @@ the template itself.
 
 from __future__ import annotations
 
+import ast
 import json
 import re
 import socket
@@ -50,10 +51,12 @@ POLICY_FILES = {
     "LambdaS3ArrivalStartRunPolicy": "lambda-s3-arrival-start-run",
     "LambdaStreamAndCatalogPolicy": "lambda-stream-and-catalog",
 }
+# policies inline in a role the stack creates: (role, policy name) -> deploy/iam file
+ROLE_POLICY_FILES = {("SparkJobRole", "spark-job"): "spark-job"}
 ENV_OUTPUTS = {
     "ECOMMERCE_ENV", "AWS_REGION", "ECOMMERCE_S3_BUCKET", "ECOMMERCE_S3_PREFIX", "ECOMMERCE_STREAM_NAME",
     "ECOMMERCE_STREAM_SHARDS", "ECOMMERCE_KV_TABLE_PREFIX", "ECOMMERCE_ALERTS_TOPIC_ARN",
-    "ECOMMERCE_ALERTS_DLQ_URL", "ECOMMERCE_DLQ_URL", "ECOMMERCE_GLUE_DATABASE",
+    "ECOMMERCE_ALERTS_DLQ_URL", "ECOMMERCE_DLQ_URL", "ECOMMERCE_GLUE_DATABASE", "ECOMMERCE_SPARK_ROLE_ARN",
 }
 
 
@@ -134,6 +137,10 @@ def test_template_policies_are_the_deploy_iam_files() -> None:
     for logical_id, name in POLICY_FILES.items():
         document = _back_to_placeholders(policies[logical_id]["Properties"]["PolicyDocument"])
         assert document == json.loads((DEPLOY / "iam" / f"{name}.json").read_text()), logical_id
+    for (role, policy_name), name in ROLE_POLICY_FILES.items():
+        [policy] = [p for p in resources[role]["Properties"]["Policies"] if p["PolicyName"] == policy_name]
+        document = _back_to_placeholders(policy["PolicyDocument"])
+        assert document == json.loads((DEPLOY / "iam" / f"{name}.json").read_text()), role
 
 
 def _env_from_outputs(outputs: list[dict[str, str]]) -> dict[str, str]:
@@ -230,6 +237,18 @@ def test_stack_deploys_on_moto_and_the_product_runs_on_its_outputs(
         expected = re.sub(r"\$\{([A-Z0-9_]+)\}", lambda m: values[m.group(1)],
                           (DEPLOY / "iam" / f"{name}.json").read_text())
         assert document == json.loads(expected), logical_id
+
+    # the Spark jobs' role: Glue and EMR Serverless may assume it, and it holds the spark-job policy
+    role = iam.get_role(RoleName=env["ECOMMERCE_SPARK_ROLE_ARN"].rsplit("/", 1)[1])["Role"]
+    assert role["Arn"] == env["ECOMMERCE_SPARK_ROLE_ARN"]
+    trust = role["AssumeRolePolicyDocument"]
+    trust = json.loads(trust) if isinstance(trust, str) else trust
+    assert sorted(trust["Statement"][0]["Principal"]["Service"]) == ["emr-serverless.amazonaws.com", "glue.amazonaws.com"]
+    document = iam.get_role_policy(RoleName=role["RoleName"], PolicyName="spark-job")["PolicyDocument"]
+    expected = re.sub(r"\$\{([A-Z0-9_]+)\}", lambda m: values[m.group(1)], (DEPLOY / "iam" / "spark-job.json").read_text())
+    if isinstance(document, str):  # moto's CloudFormation keeps an inline policy as the dict's Python text
+        document = ast.literal_eval(document)
+    assert document == json.loads(expected)
 
     # -- the product's aws-mode clients, configured from nothing but the outputs -------------------------
     for name, value in env.items():
