@@ -6,7 +6,9 @@ installed by ``.ci/run``), driven by Playwright for Python, then does what a use
 1. opens the global asset lineage: the code location has loaded without error, and the groups of the five
    pipelines are drawn;
 2. selects ``online_retail/raw`` and ``online_retail/cleaned`` on the Online Retail lineage and clicks
-   Materialize; the run must succeed with every check of ``online_retail/cleaned`` passed;
+   Materialize; the run must succeed with every check of ``online_retail/cleaned`` passed, and the cleaned
+   materialization must say which engine made it: once on the default engine, once with ``ECOMMERCE_ENGINE=spark``
+   (the cleaning as a local PySpark job through Dagster Pipes, started by the run the click launched);
 3. keeps screenshots in ``test-artifacts/`` (gitignored) and prints their paths and the run id.
 
 Then SIGTERM to ``ecommerce-assets ui`` must stop everything it started within 15 s.
@@ -38,7 +40,7 @@ import pytest
 from tests.conftest import free_port
 from tests.daemon import descendants, running
 
-pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(420)]
 
 ROOT = Path(__file__).resolve().parents[1]
 ARTIFACTS = ROOT / "test-artifacts"
@@ -68,6 +70,8 @@ SENSOR_QUERY = """query ($selector: SensorSelector!) { sensorOrError(sensorSelec
 RUNS_QUERY = """{ runsOrError { ... on Runs { results { runId status tags { key value } } } } }"""
 RUN_QUERY = """query ($runId: ID!) { runOrError(runId: $runId) { __typename ... on Run {
   status assetSelection { path } assetMaterializations { assetKey { path } } } } }"""
+ENGINE_QUERY = """query ($path: [String!]!) { assetNodeOrError(assetKey: {path: $path}) { ... on AssetNode {
+  assetMaterializations(limit: 1) { runId metadataEntries { label ... on TextMetadataEntry { text } } } } } }"""
 CHECKS_QUERY = """query ($path: [String!]!) { assetNodeOrError(assetKey: {path: $path}) { ... on AssetNode {
   assetChecksOrError { __typename ... on AssetChecks { checks { name blocking
     executionForLatestMaterialization { runId status evaluation { success } } } } } } } }"""
@@ -167,10 +171,13 @@ def ui(tmp_path: Path) -> Iterator[UiCommand]:
         command.kill_everything()
 
 
-def test_the_ui_materializes_online_retail_in_a_browser(ui: UiCommand, tmp_path: Path) -> None:
+@pytest.mark.parametrize("engine", ["duckdb", "spark"])
+def test_the_ui_materializes_online_retail_in_a_browser(ui: UiCommand, tmp_path: Path, engine: str) -> None:
     from playwright.sync_api import sync_playwright
 
     assert CHROMIUM.exists(), f"{CHROMIUM} is missing: `apt-get install chromium` (.ci/run installs it)"
+    ui.env.update({"ECOMMERCE_ENGINE": engine, "ECOMMERCE_SPARK_MASTER": "local[2]",
+                   "ECOMMERCE_SPARK_DRIVER_MEMORY": "1g"})
     started = time.monotonic()
     ui.start(cwd=tmp_path)
 
@@ -196,16 +203,16 @@ def test_the_ui_materializes_online_retail_in_a_browser(ui: UiCommand, tmp_path:
             progress("the sample has landed after the retail sensor's first tick")
             run_id = browser.materialize_raw_and_cleaned()
             progress(f"run {run_id} launched from the UI")
-            browser.check_the_run(run_id)
-            progress("the run succeeded with its checks passed")
+            browser.check_the_run(run_id, engine)
+            progress(f"the run succeeded with its checks passed, on {engine}")
             browser.page.goto(f"{ui.base}/runs/{run_id}")
             steps = 3  # raw, cleaned, and the cleaned zone's checks (one step evaluates them all)
             browser.expect(browser.page.get_by_text(f"Succeeded ({steps})")).to_be_visible()
-            run_png = browser.screenshot(f"ui_run_{run_id[:8]}.png")
+            run_png = browser.screenshot(f"ui_run_{engine}_{run_id[:8]}.png")
             browser.page.goto(f"{ui.base}/locations/{LOCATION}/asset-groups/online_retail")
             n = len(CLEANED_CHECKS)
             browser.expect(browser.page.get_by_text(f"{n} / {n} Passed")).to_be_visible()
-            retail_png = browser.screenshot(f"ui_online_retail_{run_id[:8]}.png")
+            retail_png = browser.screenshot(f"ui_online_retail_{engine}_{run_id[:8]}.png")
         except Exception:
             failure = browser.screenshot("ui_failure.png")
             print(f"\nscreenshot of the failure: {failure}")
@@ -214,7 +221,8 @@ def test_the_ui_materializes_online_retail_in_a_browser(ui: UiCommand, tmp_path:
             context.close()
 
     screenshots = [str(p) for p in (lineage_png, run_png, retail_png)]
-    (ARTIFACTS / "ui_browser.json").write_text(json.dumps({"run_id": run_id, "screenshots": screenshots}, indent=2))
+    (ARTIFACTS / f"ui_browser_{engine}.json").write_text(
+        json.dumps({"run_id": run_id, "engine": engine, "screenshots": screenshots}, indent=2))
     progress(f"UI run {run_id} succeeded with its {len(CLEANED_CHECKS)} checks passed; screenshots: "
           f"{', '.join(screenshots)}")
 
@@ -332,14 +340,15 @@ class Browser:
         assert tags.get("dagster/from_ui") == "true" and "dagster/sensor_name" not in tags, tags
         return run["runId"]
 
-    def check_the_run(self, run_id: str) -> None:
-        """The run succeeds, materializes raw and cleaned, and every check of cleaned passes in it."""
+    def check_the_run(self, run_id: str, engine: str) -> None:
+        """The run succeeds, materializes raw and cleaned (on ``engine``, its metadata says), and every check of
+        cleaned passes in it."""
 
         def finished() -> dict[str, Any] | None:
             status = self.graphql(RUN_QUERY, runId=run_id)["runOrError"]
             return status if status["status"] in {"SUCCESS", "FAILURE", "CANCELED"} else None
 
-        result = wait_until(finished, 150, f"run {run_id} to finish", self.ui, every=2.0)
+        result = wait_until(finished, 240, f"run {run_id} to finish", self.ui, every=2.0)  # (Spark: its JVM too)
         assert result["status"] == "SUCCESS", f"run {run_id} ended {result['status']}:\n{self.ui.tail()}"
         assert sorted(a["path"] for a in result["assetSelection"]) == sorted([RAW, CLEANED])
         assert sorted(m["assetKey"]["path"] for m in result["assetMaterializations"]) == sorted([RAW, CLEANED])
@@ -349,6 +358,9 @@ class Browser:
             execution = check["executionForLatestMaterialization"]
             assert execution and execution["runId"] == run_id, f"{check['name']} did not run in {run_id}: {check}"
             assert execution["status"] == "SUCCEEDED" and execution["evaluation"]["success"], check
+        [materialization] = self.graphql(ENGINE_QUERY, path=CLEANED)["assetNodeOrError"]["assetMaterializations"]
+        metadata = {e["label"]: e.get("text") for e in materialization["metadataEntries"]}
+        assert materialization["runId"] == run_id and metadata["engine"] == engine, metadata
 
 
 def _ignored_signals(pid: int) -> int:
