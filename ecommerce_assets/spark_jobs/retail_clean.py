@@ -31,7 +31,7 @@ from typing import Any
 
 # the jobs' shared module lies beside this script (shipped with it): importable however the script is loaded
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from spark_common import open_pipes, spark_log_tail, spark_session  # noqa: E402
+from spark_common import open_pipes, run_in_session  # noqa: E402
 
 SOURCE_COLUMNS = [
     "invoiceno", "stockcode", "description", "quantity", "invoicedate", "unitprice", "customerid", "country",
@@ -103,18 +103,7 @@ def clean(spark: Any, extras: dict[str, Any], log: Any = None) -> dict[str, Any]
 
 def main() -> None:
     with open_pipes() as pipes:
-        extras = dict(pipes.extras)
-        spark = spark_session(extras.get("master"), "ecommerce-assets retail_clean", extras.get("driver_memory"))
-        try:
-            result = clean(spark, extras, log=pipes.log)
-        except Exception:
-            tail = spark_log_tail(spark)
-            if tail:
-                pipes.log.error(f"the Spark job failed; the end of its JVM log:\n{tail}")
-            raise
-        finally:
-            if extras.get("master"):
-                spark.stop()
+        result = run_in_session(pipes, "retail_clean", clean)
         pipes.report_asset_materialization(metadata={
             "engine": "spark",
             "spark_version": result["spark_version"],

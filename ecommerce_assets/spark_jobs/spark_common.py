@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -97,3 +98,20 @@ def open_pipes() -> Any:
     s3 = boto3.client("s3")
     return open_dagster_pipes(params_loader=params, context_loader=PipesS3ContextLoader(client=s3),
                               message_writer=PipesS3MessageWriter(client=s3))
+
+
+def run_in_session(pipes: Any, job: str, work: Callable[..., dict[str, Any]]) -> dict[str, Any]:
+    """Run ``work(spark, extras, log=...)`` in the job's Spark session (its extras, its log the step's) and return its
+    result; on a failure the step logs the end of the JVM's log. A local session is stopped at the end."""
+    extras = dict(pipes.extras)
+    spark = spark_session(extras.get("master"), f"ecommerce-assets {job}", extras.get("driver_memory"))
+    try:
+        return work(spark, extras, log=pipes.log)
+    except Exception:
+        tail = spark_log_tail(spark)
+        if tail:
+            pipes.log.error(f"the Spark job failed; the end of its JVM log:\n{tail}")
+        raise
+    finally:
+        if extras.get("master"):
+            spark.stop()

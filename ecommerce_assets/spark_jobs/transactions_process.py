@@ -32,7 +32,7 @@ from urllib.parse import unquote
 
 # the jobs' shared module lies beside this script (shipped with it): importable however the script is loaded
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from spark_common import open_pipes, spark_log_tail, spark_session  # noqa: E402
+from spark_common import open_pipes, run_in_session  # noqa: E402
 
 _LOCAL_SCHEME = re.compile(r"^file:/+")  # Spark writes a local file as file:/x or file:///x
 
@@ -154,18 +154,7 @@ def process(spark: Any, extras: dict[str, Any], log: Any = None) -> dict[str, An
 
 def main() -> None:
     with open_pipes() as pipes:
-        extras = dict(pipes.extras)
-        spark = spark_session(extras.get("master"), "ecommerce-assets transactions_process", extras.get("driver_memory"))
-        try:
-            result = process(spark, extras, log=pipes.log)
-        except Exception:
-            tail = spark_log_tail(spark)
-            if tail:
-                pipes.log.error(f"the Spark job failed; the end of its JVM log:\n{tail}")
-            raise
-        finally:
-            if extras.get("master"):
-                spark.stop()
+        result = run_in_session(pipes, "transactions_process", process)
         pipes.report_asset_materialization(metadata={
             "engine": "spark",
             "spark_version": result["spark_version"],
@@ -174,9 +163,10 @@ def main() -> None:
             "quarantined_by_rule": {"raw_value": result["by_rule"], "type": "json"},
             "spark_seconds": {"raw_value": result["seconds"], "type": "float"},
         })
-        if extras.get("reconcile_check"):  # records in = the rows written + the records quarantined
+        check = pipes.extras.get("reconcile_check")
+        if check:  # records in = the rows written + the records quarantined
             pipes.report_asset_check(
-                check_name=extras["reconcile_check"],
+                check_name=check,
                 passed=(result["records_in"] == result["written_out"] + result["written_quarantine"]
                         and result["written_quarantine"] == sum(result["by_rule"].values())),
                 metadata={"records_in": result["records_in"], "records_written": result["written_out"],
